@@ -1,0 +1,194 @@
+"""The typed view of params.yaml: one frozen object, loaded explicitly, never at import."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+DEFAULT_PARAMS = Path("params.yaml")
+
+
+class ConfigError(ValueError):
+    """params.yaml is missing, unreadable or does not match the schema."""
+
+
+class _Frozen(BaseModel):
+    # extra="forbid" turns a typo in params.yaml into an error instead of a silently ignored knob.
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class BaseSection(_Frozen):
+    seed: int
+    target: str
+    id_column: str
+
+
+class NumericRange(_Frozen):
+    min: float
+    max: float
+
+
+class DataSection(_Frozen):
+    raw: Path
+    sample_rows: int = Field(ge=0)
+    metadata_columns: tuple[str, ...] = ()
+    numeric: dict[str, NumericRange]
+    categorical: dict[str, tuple[str, ...]]
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        return (*self.numeric, *self.categorical)
+
+
+class ValidationSection(_Frozen):
+    min_rows: int = Field(ge=0)
+    max_rows: int = Field(gt=0)
+    example_values: int = Field(ge=1)
+
+
+class RepresentationSection(_Frozen):
+    min_rows_per_class: int = Field(ge=0)
+    min_class_share: float = Field(ge=0, le=0.5)
+    min_rows_per_group: int = Field(ge=0)
+    min_group_positive_rate: float = Field(ge=0, le=1)
+    group_features: tuple[str, ...]
+
+
+class LeakageSection(_Frozen):
+    max_single_feature_auc: float = Field(gt=0.5, le=1)
+
+
+class PrepareSection(_Frozen):
+    test_size: float = Field(gt=0, lt=1)
+    valid_size: float = Field(gt=0, lt=1)
+    representation: RepresentationSection
+    leakage: LeakageSection
+
+
+class EstimatorSpec(BaseModel):
+    # Hyper-parameters pass straight to scikit-learn, so unknown keys are allowed here.
+    model_config = ConfigDict(frozen=True, extra="allow")
+    kind: Literal["hist_gradient_boosting", "logistic_regression"]
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class TrainSection(_Frozen):
+    primary_metric: Literal["roc_auc", "f1", "accuracy", "average_precision"]
+    candidates: tuple[str, ...] = Field(min_length=1)
+    estimators: dict[str, EstimatorSpec]
+
+    @model_validator(mode="after")
+    def _candidates_exist(self) -> TrainSection:
+        unknown = [c for c in self.candidates if c not in self.estimators]
+        if unknown:
+            raise ValueError(f"train.candidates names undefined estimators: {unknown}")
+        return self
+
+
+class PermutationSection(_Frozen):
+    n_repeats: int = Field(ge=1)
+    max_rows: int = Field(ge=10)
+
+
+class EvaluateSection(_Frozen):
+    threshold: float = Field(gt=0, lt=1)
+    calibration_bins: int = Field(ge=2)
+    permutation: PermutationSection
+
+
+class GroupSpec(_Frozen):
+    """Either code lists per group (categorical) or bins with labels (numeric)."""
+
+    codes: dict[str, tuple[str, ...]] | None = None
+    bins: tuple[float, ...] | None = None
+    labels: tuple[str, ...] | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> GroupSpec:
+        if (self.codes is None) == (self.bins is None):
+            raise ValueError("give either codes or bins (with labels) for a sensitive feature")
+        if self.bins is not None and (self.labels is None or len(self.labels) != len(self.bins) - 1):
+            raise ValueError("bins need exactly one label per interval")
+        return self
+
+
+class FairnessThreshold(_Frozen):
+    demographic_parity: float | None
+    equalized_odds: float | None
+
+
+class FairnessSection(_Frozen):
+    min_group_size: int = Field(ge=1)
+    groups: dict[str, GroupSpec]
+    thresholds: dict[str, FairnessThreshold]
+
+    @model_validator(mode="after")
+    def _thresholds_match_groups(self) -> FairnessSection:
+        missing = sorted(set(self.groups) ^ set(self.thresholds))
+        if missing:
+            raise ValueError(f"fairness.groups and fairness.thresholds differ on {missing}")
+        return self
+
+
+class TrackingSection(_Frozen):
+    uri: str
+    artifact_location: Path
+    experiment: str
+    registered_model: str
+
+
+class CardSection(_Frozen):
+    source: Path
+    output: Path
+
+
+class PathsSection(_Frozen):
+    reports: Path
+    prepared: Path
+    model: Path
+
+
+class Params(_Frozen):
+    base: BaseSection
+    data: DataSection
+    validation: ValidationSection
+    prepare: PrepareSection
+    train: TrainSection
+    evaluate: EvaluateSection
+    fairness: FairnessSection
+    tracking: TrackingSection
+    card: CardSection
+    paths: PathsSection
+
+    @model_validator(mode="after")
+    def _sensitive_are_features(self) -> Params:
+        unknown = [f for f in self.fairness.groups if f not in self.data.features]
+        unknown += [f for f in self.prepare.representation.group_features if f not in self.fairness.groups]
+        if unknown:
+            raise ValueError(f"sensitive features not defined as data features or fairness groups: {unknown}")
+        return self
+
+
+def load_params(path: Path | str = DEFAULT_PARAMS) -> Params:
+    """Read and check params.yaml; every problem becomes one ConfigError naming the key."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path} not found: run from the project root or pass --params") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path} must hold a mapping of sections")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"{path}: {problems}") from exc
