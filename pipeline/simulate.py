@@ -170,8 +170,10 @@ def simulate(
 
 
 def write_batch(*, batch: pd.DataFrame, out_dir: Path, name: str, params: Params) -> tuple[Path, Path | None]:
-    """Write <name>_features.parquet and, when the target is present, <name>_labels.parquet
-    (id + target), the same layout as data/production."""
+    """Write a batch in the layout of data/production.
+
+    <name>_features.parquet always; <name>_labels.parquet (id + target) when the target is present.
+    """
     from pipeline import io
 
     target, id_column = params.base.target, params.base.id_column
