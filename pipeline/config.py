@@ -153,6 +153,57 @@ class PathsSection(_Frozen):
     model: Path
 
 
+class DriftPredictionSpec(_Frozen):
+    score_column: str
+    min_score_effect: float = Field(gt=0)
+    max_positive_share_change: float = Field(gt=0, lt=1)
+
+
+class DriftPerformanceSpec(_Frozen):
+    baseline: Path
+    metrics: tuple[Literal["roc_auc", "accuracy"], ...] = Field(min_length=1)
+    max_drop: float = Field(gt=0, lt=1)
+    period_column: str
+
+
+class DriftSection(_Frozen):
+    correction: Literal["benjamini_hochberg", "bonferroni"]
+    alpha: float = Field(gt=0, lt=1)
+    min_rows: int = Field(ge=2)
+    min_numeric_effect: float = Field(gt=0)
+    min_categorical_effect: float = Field(gt=0, le=1)
+    psi_bins: int = Field(ge=2)
+    psi_epsilon: float = Field(gt=0, lt=1)
+    max_plots: int = Field(ge=0)
+    out_dir: Path
+    prediction: DriftPredictionSpec
+    performance: DriftPerformanceSpec
+
+
+class SimulateCovariate(_Frozen):
+    feature: str
+    strength: float
+
+
+class SimulateConcept(_Frozen):
+    share: float = Field(gt=0, le=1)
+    codes: dict[str, tuple[str, ...]]
+    ranges: dict[str, tuple[float, float]]
+
+
+class SimulateNewCategory(_Frozen):
+    column: str
+    code: str
+    share: float = Field(gt=0, le=1)
+
+
+class SimulateSection(_Frozen):
+    rows: int = Field(ge=1)
+    covariate: SimulateCovariate
+    concept: SimulateConcept
+    new_category: SimulateNewCategory
+
+
 class Params(_Frozen):
     base: BaseSection
     data: DataSection
@@ -164,6 +215,8 @@ class Params(_Frozen):
     tracking: TrackingSection
     card: CardSection
     paths: PathsSection
+    drift: DriftSection
+    simulate: SimulateSection
 
     @model_validator(mode="after")
     def _sensitive_are_features(self) -> Params:
@@ -188,7 +241,5 @@ def load_params(path: Path | str = DEFAULT_PARAMS) -> Params:
     try:
         return Params.model_validate(raw)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']}" for err in exc.errors()
-        )
+        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']}" for err in exc.errors())
         raise ConfigError(f"{path}: {problems}") from exc

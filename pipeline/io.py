@@ -52,7 +52,7 @@ def read_table(path: Path | str) -> pd.DataFrame:
 
 def _csv_dtypes(frame: pd.DataFrame) -> pd.DataFrame:
     # CSV has no types: make it look like the parquet files (ints stay ints, codes are strings).
-    out = {}
+    out: dict[str, pd.Series] = {}
     for col in frame.columns:
         s = frame[col]
         if pd.api.types.is_integer_dtype(s) and not s.isna().any():

@@ -29,8 +29,8 @@ def main(src: Path, out: Path = Path("data")) -> None:
     (out / "raw").mkdir(parents=True, exist_ok=True)
     (out / "production").mkdir(parents=True, exist_ok=True)
     ref.to_parquet(out / "raw" / "employment_2015.parquet", index=False)
-    for year, batch in analysis.groupby("year"):
-        batch = batch.reset_index(drop=True)
+    for year, group in analysis.groupby("year"):
+        batch = group.reset_index(drop=True)
         batch.to_parquet(out / "production" / f"{year}_features.parquet", index=False)
         labels = target[target["id"].isin(batch["id"])].reset_index(drop=True)
         labels.to_parquet(out / "production" / f"{year}_labels.parquet", index=False)
