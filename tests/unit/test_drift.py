@@ -57,6 +57,16 @@ def test_numeric_stats_match_scipy(n: int, m: int) -> None:
     assert got.normalised_wasserstein == pytest.approx(got.wasserstein / np.std(ref))
 
 
+def test_large_sample_p_value_is_close_to_scipy() -> None:
+    rng = np.random.default_rng(11)
+    ref, cur = rng.normal(size=30_000), rng.normal(0.02, size=25_000)
+    got = drift.numeric_stats(reference=ref, current=cur, psi_bins=10, psi_epsilon=1e-4)
+    want = stats.ks_2samp(ref, cur, method="asymp")
+    assert got.ks_statistic == pytest.approx(want.statistic, abs=1e-12)
+    # Kolmogorov's limit distribution above scipy's exact-method size: within 1% at this size.
+    assert got.p_value == pytest.approx(want.pvalue, rel=0.01)
+
+
 def test_numeric_psi_is_zero_for_identical_and_grows_with_shift() -> None:
     ref = np.random.default_rng(0).normal(size=5000)
     same = drift.numeric_stats(reference=ref, current=ref.copy(), psi_bins=10, psi_epsilon=1e-4)
