@@ -351,9 +351,17 @@ def apply(*, params: Params, env: str, mlflow_client: MlflowClient | None = None
     Nothing moves unless the manifest is valid and every version it names exists with an intact
     artifact. Each apply that changes something is recorded as a registry tag.
     """
+    return apply_manifest(
+        params=params, env=env, manifest=load_manifest(params=params, env=env), mlflow_client=mlflow_client
+    )
+
+
+def apply_manifest(
+    *, params: Params, env: str, manifest: Manifest, mlflow_client: MlflowClient | None = None
+) -> ApplyResult:
+    """`apply` for an already validated manifest."""
     from pipeline.tracking import git_commit
 
-    manifest = load_manifest(params=params, env=env)
     desired = desired_state(manifest=manifest, env=env)
     mlflow_client = mlflow_client or registry.client(params=params)
     _current(mlflow_client, name=desired.name)

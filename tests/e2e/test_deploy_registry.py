@@ -1,0 +1,242 @@
+"""register, deploy plan/apply, rollback and lineage against the embedded sqlite registry."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from deploy_support import (
+    Workspace,
+    commit_manifest,
+    git,
+    make_workspace,
+    register_new,
+    reset_deployments,
+    write_manifest,
+)
+from typer.testing import CliRunner
+
+from pipeline import deploy, io, lineage, registry
+from pipeline.cli import app
+
+pytestmark = pytest.mark.e2e
+
+ROWS = 300
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
+    """Two registered versions in an embedded store; the working directory is the workspace."""
+    root = tmp_path_factory.mktemp("registry")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)
+        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
+        ws = make_workspace(root)
+        assert register_new(ws, rows=ROWS, offset=0) == "1"
+        assert register_new(ws, rows=ROWS, offset=ROWS) == "2"
+        yield ws
+
+
+@pytest.fixture
+def ws(workspace: Workspace) -> Iterator[Workspace]:
+    reset_deployments(workspace)
+    yield workspace
+    io.write_json({"passed": True}, workspace.params.paths.reports / "fairness.json")
+    (workspace.params.paths.reports / "gate.json").unlink(missing_ok=True)
+
+
+def _state(ws: Workspace, env: str) -> registry.DeploymentState:
+    return registry.deployment_state(name=ws.params.tracking.registered_model, env=env)
+
+
+def _versions(ws: Workspace) -> int:
+    name = ws.params.tracking.registered_model
+    return len(registry.client(params=ws.params).search_model_versions(f"name = '{name}'"))
+
+
+def test_register_tags_lineage_and_is_idempotent(ws: Workspace) -> None:
+    name = ws.params.tracking.registered_model
+    tags = registry.client(params=ws.params).get_model_version(name, "2").tags
+    assert tags["git.commit"] == git(ws.root, "rev-parse", "HEAD")
+    assert tags["data.raw.md5"] == io.file_md5(Path(__file__).resolve().parents[2] / ws.params.data.raw)
+    assert tags["status.validation"] == tags["status.fairness"] == "passed"
+    assert tags["status.gate"] == registry.NOT_RUN
+    assert len(tags[registry.ARTIFACT_HASH_TAG]) == 64
+    before = _versions(ws)
+    assert registry.register(params=ws.params, params_path=ws.params_path) == "2"
+    assert _versions(ws) == before
+
+
+@pytest.mark.parametrize(
+    ("report", "body", "message"),
+    [("fairness.json", {"passed": False}, "fairness failed"), ("gate.json", {"passed": False}, "gate failed")],
+    ids=["fairness", "gate"],
+)
+def test_register_refuses_failed_checks_and_registers_nothing(
+    ws: Workspace, report: str, body: dict[str, bool], message: str
+) -> None:
+    io.write_json(body, ws.params.paths.reports / report)
+    before = _versions(ws)
+    with pytest.raises(registry.RegistryError, match=message):
+        registry.register(params=ws.params, params_path=ws.params_path)
+    assert _versions(ws) == before
+
+
+def test_load_model_version_verifies_and_loads(ws: Workspace) -> None:
+    loaded = registry.load_model_version(name=ws.params.tracking.registered_model, version="1")
+    assert loaded.signature_columns == list(ws.params.data.features)
+    assert loaded.run_id
+    with pytest.raises(registry.RegistryError, match="version 99 does not exist"):
+        registry.load_model_version(name=ws.params.tracking.registered_model, version="99")
+
+
+def _artifact_file(ws: Workspace, version: str) -> Path:
+    client = registry.client(params=ws.params)
+    uri = client.get_model_version_download_uri(ws.params.tracking.registered_model, version)
+    return Path(uri.removeprefix("file://")) / "model.skops"
+
+
+def test_tampered_artifact_is_refused_everywhere(ws: Workspace) -> None:
+    name = ws.params.tracking.registered_model
+    commit_manifest(ws, "staging", "staging v1", champion=1)
+    deploy.apply(params=ws.params, env="staging")
+    write_manifest(ws, "staging", champion=2)
+    target = _artifact_file(ws, "2")
+    original = target.read_bytes()
+    try:
+        target.write_bytes(original[:-10] + b"0123456789")
+        with pytest.raises(deploy.DeployError, match="no longer matches"):
+            deploy.apply(params=ws.params, env="staging")
+        with pytest.raises(registry.RegistryError, match="no longer matches"):
+            registry.load_model_version(name=name, version="2")
+    finally:
+        target.write_bytes(original)
+    assert _state(ws, "staging").champion == "1"
+
+
+def test_unknown_version_is_refused_and_nothing_moves(ws: Workspace) -> None:
+    commit_manifest(ws, "production", "production v1", champion=1)
+    deploy.apply(params=ws.params, env="production")
+    write_manifest(ws, "production", champion=1, challenger=42, strategy="canary", traffic_share=0.2)
+    with pytest.raises(deploy.DeployError, match="version 42 does not exist"):
+        deploy.apply(params=ws.params, env="production")
+    assert _state(ws, "production") == registry.DeploymentState("1", None, "none", 0.0)
+
+
+def test_plan_then_apply_is_idempotent(ws: Workspace) -> None:
+    commit_manifest(ws, "production", "canary v2", champion=1, challenger=2, strategy="canary", traffic_share=0.2)
+    _, changes = deploy.show_plan(params=ws.params, env="production")
+    assert len(changes) == 5
+    first = deploy.apply(params=ws.params, env="production")
+    assert first.changes == changes
+    assert first.record is not None
+    assert first.record["commit"] == git(ws.root, "rev-parse", "HEAD")
+    assert first.record["actor"] == "deployer@example.invalid"
+    assert _state(ws, "production") == registry.DeploymentState("1", "2", "canary", 0.2)
+    assert deploy.show_plan(params=ws.params, env="production")[1] == []
+    second = deploy.apply(params=ws.params, env="production")
+    assert (second.changes, second.record) == ([], None)
+    tags = registry.client(params=ws.params).get_registered_model(ws.params.tracking.registered_model).tags
+    assert len(deploy.history(tags=tags, env="production")) == 1
+
+
+def test_concurrent_applies_never_leave_aliases_half_moved(ws: Workspace) -> None:
+    """Two manifests that move both aliases in opposite directions, applied at the same time."""
+    commit_manifest(ws, "production", "start", champion=1)
+    deploy.apply(params=ws.params, env="production")
+    wanted = {
+        "a": {"champion": 1, "challenger": 2, "strategy": "canary", "traffic_share": 0.3},
+        "b": {"champion": 2, "challenger": 1, "strategy": "shadow", "traffic_share": 0.0},
+    }
+    expected = {
+        "a": registry.DeploymentState("1", "2", "canary", 0.3),
+        "b": registry.DeploymentState("2", "1", "shadow", 0.0),
+    }
+    manifests = {
+        key: deploy.parse_manifest(
+            text=json.dumps({"model": ws.params.tracking.registered_model, **body}), source=key, params=ws.params
+        )
+        for key, body in wanted.items()
+    }
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(2)
+
+    def run(key: str) -> None:
+        try:
+            barrier.wait()
+            deploy.apply_manifest(params=ws.params, env="production", manifest=manifests[key])
+        except BaseException as exc:
+            errors.append(exc)
+
+    for _ in range(3):
+        threads = [threading.Thread(target=run, args=(key,)) for key in wanted]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors
+        assert _state(ws, "production") in expected.values()
+
+
+def test_rollback_is_a_git_revert_of_the_manifest(ws: Workspace) -> None:
+    commit_manifest(ws, "production", "v1", champion=1)
+    deploy.apply(params=ws.params, env="production")
+    commit_manifest(ws, "production", "canary v2", champion=1, challenger=2, strategy="canary", traffic_share=0.2)
+    deploy.apply(params=ws.params, env="production")
+    assert _state(ws, "production").challenger == "2"
+    git(ws.root, "revert", "--no-edit", "HEAD")
+    result = deploy.apply(params=ws.params, env="production")
+    assert result.record is not None
+    assert result.record["commit"] == git(ws.root, "rev-parse", "HEAD")
+    assert _state(ws, "production") == registry.DeploymentState("1", None, "none", 0.0)
+
+
+def test_lineage_shows_commit_data_and_apply_history(ws: Workspace) -> None:
+    commit_manifest(ws, "staging", "staging v2", champion=2)
+    deploy.apply(params=ws.params, env="staging")
+    data = lineage.collect(params=ws.params, version="2")
+    text = lineage.render_markdown(data)
+    tags = registry.client(params=ws.params).get_model_version(ws.params.tracking.registered_model, "2").tags
+    assert f"`{tags['git.commit']}`" in text
+    assert f"data.raw.md5: `{tags['data.raw.md5']}`" in text
+    assert "| staging | champion | none |" in text
+    assert data["aliases"] == ["staging-champion"]
+    assert data["status"] == {"validation": "passed", "fairness": "passed", "gate": registry.NOT_RUN}
+
+
+def test_cli_plan_apply_lineage_and_clear_errors(ws: Workspace) -> None:
+    runner = CliRunner()
+    commit_manifest(ws, "staging", "staging v1", champion=1)
+    plan = runner.invoke(app, ["deploy", "plan", "--env", "staging"])
+    assert plan.exit_code == 0, plan.output
+    assert "staging-champion: (none) -> 1" in plan.output
+    applied = runner.invoke(app, ["deploy", "apply", "--env", "staging"])
+    assert applied.exit_code == 0, applied.output
+    again = runner.invoke(app, ["deploy", "apply", "--env", "staging"])
+    assert "in sync" in again.output
+    shown = runner.invoke(app, ["lineage", "1", "--json"])
+    assert json.loads(shown.output)["aliases"] == ["staging-champion"]
+    write_manifest(ws, "staging", champion=1, strategy="canary")
+    bad = runner.invoke(app, ["deploy", "apply", "--env", "staging"])
+    assert bad.exit_code == 1
+    assert "strategy canary needs a challenger" in bad.output
+    assert "Traceback" not in bad.output
+    unknown = runner.invoke(app, ["lineage", "77"])
+    assert unknown.exit_code == 1
+    assert "version 77 does not exist" in unknown.output
+
+
+def test_cli_propose_edits_the_manifest(ws: Workspace) -> None:
+    runner = CliRunner()
+    commit_manifest(ws, "production", "v1", champion=1)
+    result = runner.invoke(
+        app, ["deploy", "propose", "--env", "production", "--version", "registered", "--strategy", "canary"]
+    )
+    assert result.exit_code == 0, result.output
+    manifest = deploy.load_manifest(params=ws.params, env="production")
+    assert (manifest.challenger, manifest.traffic_share) == (2, ws.params.deploy.canary_share)
+    again = runner.invoke(app, ["deploy", "propose", "--env", "production", "--version", "1"])
+    assert "already" in again.output
