@@ -33,6 +33,7 @@ EXIT_CODES = {NO_DRIFT: 0, DRIFT: 1, NOT_ENOUGH_DATA: 2}
 _VERDICT_RANK = {DRIFT: 0, NO_DRIFT: 1, NOT_ENOUGH_DATA: 2}
 # scipy.stats.ks_2samp's own switch from exact to asymptotic p-values (its MAX_AUTO_N).
 _FINITE_KS_MAX_N = 10_000
+_PLOT_BINS = 30
 
 ERR_EMPTY = "the {name} batch is empty (0 rows)"
 ERR_MISSING = "the {name} batch lacks required columns: {columns}"
@@ -592,7 +593,11 @@ def plot_features(
         fig, ax = plt.subplots(figsize=(4, 2.6), dpi=80)
         if f.kind == "numeric":
             ref, cur = _numeric_values(reference[f.feature]), _numeric_values(current[f.feature])
-            edges = np.histogram_bin_edges(ref, bins=30)
+            edges = np.histogram_bin_edges(ref, bins=_PLOT_BINS)
+            if np.all(ref == np.round(ref)):
+                # Whole numbers (ages): bins on integer boundaries, or bars alternate in height.
+                width = max(1.0, float(np.ceil((ref.max() - ref.min()) / _PLOT_BINS)))
+                edges = np.arange(ref.min() - 0.5, ref.max() + width, width)
             ax.hist(ref, bins=edges.tolist(), density=True, alpha=0.5, label="reference")
             ax.hist(cur, bins=edges.tolist(), density=True, alpha=0.5, label="current")
         else:
