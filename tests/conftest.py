@@ -1,0 +1,89 @@
+"""Shared fixtures: the repository's own params and data, and a temporary copy of the template."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest_servers import mlflow_server, postgres_url  # noqa: F401 - PostgreSQL + mlflow server fixtures
+
+from pipeline.config import Params, load_params
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(scope="session")
+def params() -> Params:
+    return load_params(REPO_ROOT / "params.yaml")
+
+
+@pytest.fixture(scope="session")
+def raw_frame(params: Params) -> pd.DataFrame:
+    return pd.read_parquet(REPO_ROOT / params.data.raw)
+
+
+def tool_env(**extra: str) -> dict[str, str]:
+    """The environment a stage sees under `make`: the project's tools first, telemetry off."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_TRACKING")}
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    env.update(
+        DVC_NO_ANALYTICS="1", MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="true", GX_ANALYTICS_ENABLED="false"
+    )
+    env.update(extra)
+    return env
+
+
+def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(cmd, cwd=cwd, env=tool_env(), capture_output=True, text=True, check=False)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def template_files() -> list[Path]:
+    """What a fork gets: tracked files plus new, not ignored ones (so uncommitted work is tested too)."""
+    out = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return [Path(p) for p in out.split("\0") if p and (REPO_ROOT / p).is_file()]
+
+
+def copy_template(dest: Path, *, sample_rows: int) -> Path:
+    """A fresh git repository holding the template, set to a small seeded sample."""
+    for rel in template_files():
+        if rel.parts[0] in {"tests", "benchmarks"} or rel.parts[:2] == ("data", "production"):
+            continue
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO_ROOT / rel, target)
+    params_file = dest / "params.yaml"
+    text = params_file.read_text(encoding="utf-8")
+    params_file.write_text(text.replace("sample_rows: 0", f"sample_rows: {sample_rows}", 1), encoding="utf-8")
+    for cmd in (
+        ["git", "init", "-q", "-b", "main"],
+        ["git", "config", "user.email", "ci@example.invalid"],
+        ["git", "config", "user.name", "ci"],
+        ["git", "add", "-A"],
+        ["git", "commit", "-qm", "template"],
+    ):
+        run(cmd, dest)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def pipeline_repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The template in a temporary git repo after one real `dvc repro` on a small sample."""
+    repo = copy_template(tmp_path_factory.mktemp("template"), sample_rows=6000)
+    run([str(BIN / "dvc"), "repro"], repo)
+    yield repo
