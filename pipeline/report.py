@@ -27,6 +27,8 @@ MAX_LISTED = 10
 def _fmt(value: Any, digits: int = 4) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(str(v) for v in value) + "]"
     if isinstance(value, bool) or not isinstance(value, int | float):
         return str(value)
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
@@ -193,6 +195,7 @@ def _validation_section(validation: dict[str, Any] | None, prepare: dict[str, An
         )
         for failure in validation["failures"][:MAX_LISTED]:
             lines.append(f"- {failure if isinstance(failure, str) else json.dumps(failure, sort_keys=True)}")
+        lines.append("")
     if prepare is not None:
         rows = ", ".join(f"{k} {v}" for k, v in prepare.get("rows", {}).items())
         lines.append(f"Representation and leakage: {_status(prepare['passed'])}; split rows: {rows}.")
