@@ -39,7 +39,7 @@ REGISTERED_REPORT = "registered.json"
 # unreachable server look like a hang for about four minutes. setdefault: the caller's values win.
 FAIL_FAST_ENV = {
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
-    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "0.5",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
     # Downloads print a tqdm bar per file on stderr; our commands report what matters themselves.
     "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
