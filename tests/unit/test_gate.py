@@ -183,3 +183,16 @@ def test_unknown_revision_is_refused(tmp_path: Path) -> None:
     with pytest.raises(champion.ChampionError, match="not found in this repository"):
         champion.fetch(rev="no-such-branch-xyz", out=tmp_path / "m.skops", default_model_path="models/model.skops")
     assert not (tmp_path / "m.skops").exists()
+
+
+def test_champion_fetch_command_refuses_an_unknown_revision(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    out = tmp_path / "m.skops"
+    result = CliRunner().invoke(app, ["champion", "fetch", "--rev", "no-such-branch-xyz", "--out", str(out)])
+    assert result.exit_code == 1
+    assert "revision 'no-such-branch-xyz' not found" in result.output
+    assert not out.exists()
+    assert not champion.marker_path(out=out).exists()

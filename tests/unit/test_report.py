@@ -96,3 +96,25 @@ def test_run_writes_file_and_job_summary(params: Params, tmp_path: Path, monkeyp
     assert out.read_text(encoding="utf-8") == text
     assert summary.read_text(encoding="utf-8") == "earlier step\n" + text
     assert "No base revision given: no diff." in text
+
+
+def test_report_command_writes_the_file(params: Params, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import yaml
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    (reports / "metrics.json").write_text((FIXTURES / "metrics.json").read_text(encoding="utf-8"))
+    raw = yaml.safe_load((FIXTURES.parents[2] / "params.yaml").read_text(encoding="utf-8"))
+    raw["paths"]["reports"] = str(reports)
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    monkeypatch.delenv(report.SUMMARY_ENV, raising=False)
+    out = tmp_path / "out.md"
+    result = CliRunner().invoke(app, ["report", "--out", str(out), "--params", str(params_file)])
+    assert result.exit_code == 0, result.output
+    text = out.read_text(encoding="utf-8")
+    assert "## Verdict: gate NOT RUN" in text
+    assert "Test split (1000 rows)" in text
