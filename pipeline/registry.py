@@ -34,6 +34,8 @@ RUN_ID_TAG = "run.id"
 STATUS_TAGS = {"validation": "status.validation", "fairness": "status.fairness", "gate": "status.gate"}
 NOT_RUN = "not-run"
 REGISTERED_REPORT = "registered.json"
+DVC_LOCK = "dvc.lock"
+DVC_LOCK_TAG = "dvc.lock.sha256"
 
 # Fail-fast defaults for commands: MLflow's own (7 retries, backoff 2, timeout 120 s) make an
 # unreachable server look like a hang for about four minutes. setdefault: the caller's values win.
@@ -318,6 +320,7 @@ def lineage_tags(*, run: dict[str, Any], params_path: Path, status: dict[str, st
             "train.git.commit": str(run.get("git.commit", "unknown")),
             "params.file.sha256": file_sha256(params_path),
             "env.uv_lock.sha256": str(run.get("env.uv_lock.sha256") or file_sha256(Path("uv.lock"))),
+            DVC_LOCK_TAG: file_sha256(Path(DVC_LOCK)),
             RUN_ID_TAG: str(run["run_id"]),
             "registered.by": actor(),
             "registered.at": utc_now(),
@@ -346,6 +349,22 @@ def _logged_model_id(mlflow_client: MlflowClient, *, run_id: str) -> str:
     return str(models[0].model_id)
 
 
+def _already_registered(mlflow_client: MlflowClient, *, name: str, run_id: str) -> Any | None:
+    """The version of this run, or of the same dvc.lock (same data, code and params hashes: a
+    workflow that reproduced the pipeline on a fresh runner must not register a twin).
+    """
+    try:
+        versions = list(mlflow_client.search_model_versions(f"name = '{name}'"))
+    except Exception as exc:
+        raise RegistryError(f"registry request for {name} failed: {exc}") from exc
+    lock = file_sha256(Path(DVC_LOCK))
+    for mv in sorted(versions, key=lambda v: int(v.version)):
+        same_lock = lock != "missing" and (mv.tags or {}).get(DVC_LOCK_TAG) == lock
+        if mv.run_id == run_id or same_lock:
+            return mv
+    return None
+
+
 def register(*, params: Params, params_path: Path) -> str:
     """Register the model of reports/run.json with lineage tags; returns its version.
 
@@ -364,12 +383,11 @@ def register(*, params: Params, params_path: Path) -> str:
         raise RegistryError(f"{params.paths.reports}/run.json has no run_id: run `pipeline train` first")
     name = params.tracking.registered_model
     mlflow_client = client(params=params)
-    existing = mlflow_client.search_model_versions(f"name = '{name}' AND run_id = '{run_id}'")
-    if existing:
-        version = str(max(int(mv.version) for mv in existing))
-        logger.info("run %s is already registered as %s version %s", run_id, name, version)
-        _write_registered(params=params, name=name, version=version, run_id=run_id)
-        return version
+    existing = _already_registered(mlflow_client, name=name, run_id=run_id)
+    if existing is not None:
+        logger.info("this model is already registered as %s version %s", name, existing.version)
+        _write_registered(params=params, name=name, version=str(existing.version), run_id=str(existing.run_id))
+        return str(existing.version)
     model_id = _logged_model_id(mlflow_client, run_id=run_id)
     tags = lineage_tags(run=run, params_path=params_path, status=status)
     try:
