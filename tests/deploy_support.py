@@ -43,6 +43,8 @@ def git(root: Path, *args: str) -> str:
 def make_workspace(root: Path) -> Workspace:
     """Call with the working directory already at root: params paths are relative."""
     shutil.copy2(REPO_ROOT / "params.yaml", root / "params.yaml")
+    # Read-only shipped data, for the commands that read params data.raw (service smoke, serve).
+    (root / "data").symlink_to(REPO_ROOT / "data", target_is_directory=True)
     params = load_params(root / "params.yaml")
     reports = root / params.paths.reports
     io.write_json({"success": True}, reports / "validation" / "validation.json")
@@ -50,7 +52,7 @@ def make_workspace(root: Path) -> Workspace:
     git(root, "init", "-q", "-b", "main")
     git(root, "config", "user.email", "deployer@example.invalid")
     git(root, "config", "user.name", "deployer")
-    (root / ".gitignore").write_text("mlflow.db\nmlartifacts/\nreports/\n", encoding="utf-8")
+    (root / ".gitignore").write_text("mlflow.db\nmlartifacts/\nreports/\ndata\nlogs/\n", encoding="utf-8")
     git(root, "add", "params.yaml", ".gitignore")
     git(root, "commit", "-qm", "workspace")
     return Workspace(root=root, params_path=root / "params.yaml", params=params)

@@ -19,7 +19,7 @@ from deploy_support import (
 )
 from typer.testing import CliRunner
 
-from pipeline import deploy, io, lineage, registry
+from pipeline import deploy, io, lineage, registry, service_smoke
 from pipeline.cli import app
 
 pytestmark = pytest.mark.e2e
@@ -240,3 +240,10 @@ def test_cli_propose_edits_the_manifest(ws: Workspace) -> None:
     assert (manifest.challenger, manifest.traffic_share) == (2, ws.params.deploy.canary_share)
     again = runner.invoke(app, ["deploy", "propose", "--env", "production", "--version", "1"])
     assert "already" in again.output
+
+
+def test_service_smoke_answers_from_the_staging_champion(ws: Workspace) -> None:
+    commit_manifest(ws, "staging", "staging v2", champion=2)
+    deploy.apply(params=ws.params, env="staging")
+    summary = service_smoke.run(params=ws.params, env="staging")
+    assert summary == {"env": "staging", "requests": ws.params.smoke.rows, "versions": ["2"]}

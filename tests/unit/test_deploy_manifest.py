@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from pipeline import deploy, registry
+from pipeline import deploy, registry, service_smoke
 from pipeline.config import Params
 
 pytestmark = pytest.mark.unit
@@ -139,3 +139,16 @@ def test_state_from_registry_aliases_and_tags() -> None:
 
 def test_refusals_name_failed_checks() -> None:
     assert registry.refusals({"validation": "passed", "fairness": "failed", "gate": "not-run"}) == ["fairness failed"]
+
+
+def test_service_smoke_problems() -> None:
+    good = (200, {"model_version": "2", "score": 0.4})
+    assert service_smoke.problems(answers=[good, good], allowed={"2"}) == []
+    found = service_smoke.problems(
+        answers=[good, (500, {"detail": "x"}), (200, {"model_version": "1", "score": 1.5})], allowed={"2"}
+    )
+    assert found == [
+        "non-200 answers: [500]",
+        "answered by version(s) ['1'], expected ['2']",
+        "a score is missing or outside [0, 1]",
+    ]
