@@ -20,12 +20,13 @@ export DO_NOT_TRACK := true
 export DVC_NO_ANALYTICS := 1
 export GX_ANALYTICS_ENABLED := false
 
-.PHONY: run test env lint bench clean help
+.PHONY: run test env lint bench clean help ci smoke champion gate report
 
 help:
 	@echo "make run    - build the environment and run the whole pipeline on the shipped data"
 	@echo "make test   - build the environment and run lint, type checks and every test tier"
 	@echo "make bench  - run the benchmarks against their peers"
+	@echo "make ci     - the pull-request checks locally: lint, pipeline, smoke, gate vs BASE, reports/pr_report.md"
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -43,12 +44,39 @@ run: env
 lint: env
 	$(BIN)/pipeline lint
 
-test: env
+test: env postgres
 	$(BIN)/pipeline lint
 	$(BIN)/python -m pytest
+
+# The team set-up tests start PostgreSQL from Debian's package: install it when missing
+# (CI must run those tests, not skip them). sudo only when not already root.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || { \
+		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql; }
 
 bench: env
 	$(BIN)/python -m benchmarks
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache
+
+# Pull-request CI, one target per workflow step. BASE is the revision whose model is the
+# champion (the workflow passes the PR's base commit); locally the last commit.
+BASE ?= HEAD
+CHAMPION ?= .champion/model.skops
+
+ci: env
+	$(BIN)/pipeline ci --base "$(BASE)"
+
+smoke: env
+	$(BIN)/pipeline smoke
+
+champion: env
+	$(BIN)/pipeline champion fetch --rev "$(BASE)" --out "$(CHAMPION)"
+
+gate: env
+	$(BIN)/pipeline gate --champion-model "$(CHAMPION)"
+
+report: env
+	$(BIN)/pipeline report --out reports/pr_report.md --base "$(BASE)"

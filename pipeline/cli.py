@@ -201,6 +201,356 @@ def simulate(
     typer.echo(f"wrote {features_path}" + (f" and {labels_path}" if labels_path else ""))
 
 
+# ---- registry and GitOps deployment ---------------------------------------------------------
+
+deploy_app = typer.Typer(help="Make the registry match deploy/<env>.yaml (GitOps desired state).", no_args_is_help=True)
+app.add_typer(deploy_app, name="deploy")
+EnvOpt = Annotated[str, typer.Option("--env", help="Environment: a name in params deploy.environments.")]
+
+
+def _registry_refusals() -> tuple[type[Exception], ...]:
+    import logging
+
+    from mlflow.exceptions import MlflowException
+
+    from pipeline.deploy import DeployError
+    from pipeline.registry import RegistryError
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("pipeline").setLevel(logging.INFO)
+    # MlflowException: an unreachable or refusing tracking server (after the fail-fast retries).
+    return (*_known_errors(), RegistryError, DeployError, MlflowException)
+
+
+@app.command()
+def register(params: ParamsOpt = DEFAULT_PARAMS) -> None:
+    """Register the current run's model with lineage tags; refuses failed validation, fairness or gate."""
+    refusals = _registry_refusals()
+    from pipeline.config import load_params
+    from pipeline.registry import register as register_model
+
+    try:
+        config = load_params(params)
+        version = register_model(params=config, params_path=params)
+    except refusals as exc:
+        _fail(str(exc))
+        return
+    typer.echo(f"registered {config.tracking.registered_model} version {version}")
+
+
+@deploy_app.command("plan")
+def deploy_plan(env: EnvOpt, params: ParamsOpt = DEFAULT_PARAMS) -> None:
+    """Show what `deploy apply` would change in the registry (read-only)."""
+    refusals = _registry_refusals()
+    from pipeline import deploy
+    from pipeline.config import load_params
+
+    try:
+        _, changes = deploy.show_plan(params=load_params(params), env=env)
+    except refusals as exc:
+        _fail(str(exc))
+        return
+    typer.echo(deploy.format_changes(env=env, changes=changes, applied=False))
+
+
+@deploy_app.command("apply")
+def deploy_apply(env: EnvOpt, params: ParamsOpt = DEFAULT_PARAMS) -> None:
+    """Move the environment's aliases and deploy tags to match its manifest; idempotent."""
+    refusals = _registry_refusals()
+    from pipeline import deploy
+    from pipeline.config import load_params
+
+    try:
+        result = deploy.apply(params=load_params(params), env=env)
+    except refusals as exc:
+        _fail(str(exc))
+        return
+    typer.echo(deploy.format_changes(env=env, changes=result.changes, applied=True))
+
+
+@deploy_app.command("propose")
+def deploy_propose(
+    env: EnvOpt,
+    version: Annotated[str, typer.Option("--version", help="A version number, or 'registered' (last register).")],
+    strategy: Annotated[str, typer.Option("--strategy", help="none (as champion) | shadow | canary.")] = "none",
+    share: Annotated[
+        float | None, typer.Option("--share", help="Challenger traffic share (default: params deploy.canary_share).")
+    ] = None,
+    params: ParamsOpt = DEFAULT_PARAMS,
+) -> None:
+    """Edit deploy/<env>.yaml to roll a version out, for a workflow to commit or open as a PR."""
+    refusals = _registry_refusals()
+    from pipeline import deploy
+    from pipeline.config import load_params
+
+    if strategy not in {"none", "shadow", "canary"}:
+        _fail(f"--strategy must be none, shadow or canary, not {strategy!r}")
+    try:
+        path = deploy.propose_version(
+            params=load_params(params), env=env, version=version, strategy=strategy, share=share
+        )
+    except refusals as exc:
+        _fail(str(exc))
+        return
+    typer.echo(f"updated {path}" if path else f"{env}: the manifest already rolls that version out")
+
+
+@deploy_app.command("smoke")
+def deploy_smoke(env: EnvOpt, params: ParamsOpt = DEFAULT_PARAMS) -> None:
+    """Start the service for an environment on loopback and check its answers and versions."""
+    from pipeline import service_smoke
+    from pipeline.config import load_params
+
+    refusals: tuple[type[Exception], ...] = (*_registry_refusals(), service_smoke.ServiceSmokeFailed)
+    try:
+        summary = service_smoke.run(params=load_params(params), env=env)
+    except refusals as exc:
+        _fail(str(exc))
+        return
+    typer.echo(f"{env}: {summary['requests']} requests answered by version(s) {', '.join(summary['versions'])}")
+
+
+@app.command()
+def lineage(
+    version: Annotated[str, typer.Argument(help="Registered model version.")],
+    as_json: Annotated[bool, typer.Option("--json", help="JSON instead of markdown.")] = False,
+    params: ParamsOpt = DEFAULT_PARAMS,
+) -> None:
+    """Commit, data hashes, params, lock file, run, checks and deploy history of a model version."""
+    refusals = _registry_refusals()
+    import json
+
+    from pipeline import lineage as lineage_mod
+    from pipeline.config import load_params
+
+    try:
+        data = lineage_mod.collect(params=load_params(params), version=version)
+    except refusals as exc:
+        _fail(str(exc))
+        return
+    typer.echo(json.dumps(data, indent=2, sort_keys=True) if as_json else lineage_mod.render_markdown(data))
+
+
+def _verbose() -> None:
+    import logging
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("pipeline").setLevel(logging.INFO)
+
+
+@app.command()
+def smoke(
+    *,
+    model: Annotated[Path | None, typer.Option("--model", help="Model file (default: params paths.model).")] = None,
+    version: Annotated[
+        str | None, typer.Option("--version", help="Registry version of params tracking.registered_model instead.")
+    ] = None,
+    params: ParamsOpt = DEFAULT_PARAMS,
+) -> None:
+    """Load the model as serving does, score a fixed sample, check output schema and one-row latency."""
+    from pipeline.config import load_params
+    from pipeline.registry import RegistryError
+    from pipeline.smoke import SmokeFailed, run
+
+    _verbose()
+    if model is not None and version is not None:
+        _fail("give either --model or --version, not both", code=2)
+    refusals: tuple[type[Exception], ...] = (*_known_errors(), RegistryError, SmokeFailed)
+    try:
+        run(params=load_params(params), model_path=model, version=version)
+    except refusals as exc:
+        _fail(str(exc))
+
+
+champion_app = typer.Typer(help="The champion model the gate compares against.", no_args_is_help=True)
+app.add_typer(champion_app, name="champion")
+
+
+@champion_app.command("fetch")
+def champion_fetch(
+    *,
+    rev: Annotated[str, typer.Option("--rev", help="Base revision (branch, tag or commit).")],
+    out: Annotated[Path, typer.Option("--out", help="Where to write the base revision's model file.")],
+    rebuild: Annotated[
+        bool, typer.Option("--rebuild/--no-rebuild", help="Rebuild from the base commit when nothing is cached.")
+    ] = True,
+    params: ParamsOpt = DEFAULT_PARAMS,
+) -> None:
+    """Write the model of a base revision (DVC cache or remote, else rebuilt) for `pipeline gate`."""
+    from pipeline.champion import ChampionError, fetch
+    from pipeline.config import load_params
+
+    _verbose()
+    refusals: tuple[type[Exception], ...] = (*_known_errors(), ChampionError)
+    try:
+        config = load_params(params)
+        fetch(rev=rev, out=out, default_model_path=config.paths.model.as_posix(), rebuild=rebuild)
+    except refusals as exc:
+        _fail(str(exc))
+
+
+@app.command()
+def gate(
+    *,
+    champion_model: Annotated[
+        Path | None,
+        typer.Option("--champion-model", help="Base branch's model (from `pipeline champion fetch`)."),
+    ] = None,
+    params: ParamsOpt = DEFAULT_PARAMS,
+) -> None:
+    """Candidate vs champion on the candidate's holdout; writes reports/gate.json, exit 1 on failure."""
+    from pipeline.config import load_params
+    from pipeline.gate import GateInputError, run
+
+    _verbose()
+    refusals: tuple[type[Exception], ...] = (*_known_errors(), GateInputError)
+    try:
+        decision = run(params=load_params(params), champion_model=champion_model)
+    except refusals as exc:
+        _fail(str(exc), code=2)
+        return
+    typer.echo(f"gate {'passed' if decision['passed'] else 'FAILED'}: {decision['summary']}")
+    for reason in decision["reasons"]:
+        typer.echo(f"  - {reason}")
+    if not decision["passed"]:
+        raise typer.Exit(1)
+
+
+@app.command()
+def report(
+    *,
+    out: Annotated[Path, typer.Option("--out", help="Markdown file to write.")] = Path("reports/pr_report.md"),
+    base: Annotated[str | None, typer.Option("--base", help="Base revision for the metrics and params diff.")] = None,
+    params: ParamsOpt = DEFAULT_PARAMS,
+) -> None:
+    """The pull-request report (verdict, diffs, fairness, validation, MLflow run); also the job summary."""
+    from pipeline.config import load_params
+    from pipeline.report import run
+
+    _verbose()
+    try:
+        run(params=load_params(params), out=out, base=base)
+    except _known_errors() as exc:
+        _fail(str(exc))
+    typer.echo(f"wrote {out}")
+
+
+@app.command()
+def ci(
+    *,
+    base: Annotated[str, typer.Option("--base", help="Revision whose model is the champion.")] = "HEAD",
+    out: Annotated[Path, typer.Option("--out", help="Markdown report to write.")] = Path("reports/pr_report.md"),
+    lint: Annotated[bool, typer.Option("--lint/--no-lint", help="Run ruff, mypy, actionlint and zizmor first.")] = True,
+    params: ParamsOpt = DEFAULT_PARAMS,
+) -> None:
+    """The pull-request workflow locally: lint, dvc repro, smoke, champion fetch, gate, report."""
+    from pipeline.ci import run
+
+    _verbose()
+    try:
+        failed = run(params_path=params, base=base, out=out, lint=lint)
+    except _known_errors() as exc:
+        _fail(str(exc))
+        return
+    typer.echo(f"report: {out}")
+    if failed:
+        _fail(f"ci failed: {', '.join(failed)}")
+    typer.echo("ci passed")
+
+
+# ---- serving and canary analysis ------------------------------------------------------------
+
+LogUrlOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--log-url",
+        help="Prediction log: a path, sqlite:/// or postgresql:// URL (default: PREDICTION_LOG_URL, then params serve.log.path).",
+    ),
+]
+
+
+@app.command()
+def serve(
+    *,
+    env: Annotated[str, typer.Option("--env", help="Environment whose registry aliases are served.")],
+    host: Annotated[str | None, typer.Option("--host", help="Bind address (default: params serve.host).")] = None,
+    port: Annotated[int | None, typer.Option("--port", help="Port (default: params serve.port).")] = None,
+    model: Annotated[
+        Path | None, typer.Option("--model", help="Serve this model file as the only champion, without the registry.")
+    ] = None,
+    log_url: LogUrlOpt = None,
+    params: ParamsOpt = DEFAULT_PARAMS,
+) -> None:
+    """Serve predictions for one environment: champion/challenger from the registry aliases."""
+    import logging
+
+    from pipeline.config import load_params
+    from pipeline.predlog import PredictionLogError
+    from pipeline.serve import FileSource, ModelSource, RegistrySource, ServeError, run
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("pipeline").setLevel(logging.INFO)
+    try:
+        config = load_params(params)
+        if model is None and env not in config.deploy.environments:
+            _fail(f"unknown environment {env!r}: params deploy.environments lists {list(config.deploy.environments)}")
+        source: ModelSource
+        if model is not None:
+            source = FileSource(path=model, name=config.tracking.registered_model, features=config.data.features)
+        else:
+            source = RegistrySource(params=config, env=env)
+        run(
+            params=config,
+            env=env,
+            host=host or config.serve.host,
+            port=config.serve.port if port is None else port,
+            source=source,
+            log_url=log_url,
+        )
+    except (*_known_errors(), ServeError, PredictionLogError, OSError) as exc:  # type: ignore[misc]
+        _fail(str(exc))
+
+
+canary_app = typer.Typer(help="Judge a canary or shadow challenger from the prediction log.", no_args_is_help=True)
+app.add_typer(canary_app, name="canary")
+
+
+@canary_app.command("analyze")
+def canary_analyze(
+    *,
+    env: Annotated[str, typer.Option("--env", help="Environment whose manifest names champion and challenger.")],
+    apply: Annotated[
+        bool, typer.Option("--apply", help="Edit deploy/<env>.yaml to the verdict (promote or roll back).")
+    ] = False,
+    labels: Annotated[
+        Path | None, typer.Option("--labels", help="Late labels: id and target columns, joined by association id.")
+    ] = None,
+    out_dir: Annotated[
+        Path | None, typer.Option("--out-dir", help="Report folder (default: params canary.report_dir).")
+    ] = None,
+    log_url: LogUrlOpt = None,
+    params: ParamsOpt = DEFAULT_PARAMS,
+) -> None:
+    """Write a markdown verdict (promote, hold, roll back) from the guardrails; --apply edits the manifest."""
+    import logging
+
+    from pipeline.canary import CanaryInputError, analyze, summary_line
+    from pipeline.config import load_params
+    from pipeline.deploy import DeployError
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("pipeline").setLevel(logging.INFO)
+    try:
+        outcome = analyze(
+            params=load_params(params), env=env, log_url=log_url, labels_path=labels, apply=apply, out_dir=out_dir
+        )
+    except (*_known_errors(), CanaryInputError, DeployError) as exc:  # type: ignore[misc]
+        _fail(str(exc), code=2)
+        return
+    typer.echo(outcome.text)
+    typer.echo(summary_line(outcome))
+
+
 def main() -> None:
     app()
 

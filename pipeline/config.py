@@ -95,10 +95,16 @@ class PermutationSection(_Frozen):
     max_rows: int = Field(ge=10)
 
 
+class MinRecallSection(_Frozen):
+    per_class: float = Field(ge=0, le=1)
+    per_group: float = Field(ge=0, le=1)
+
+
 class EvaluateSection(_Frozen):
     threshold: float = Field(gt=0, lt=1)
     calibration_bins: int = Field(ge=2)
     permutation: PermutationSection
+    min_recall: MinRecallSection
 
 
 class GroupSpec(_Frozen):
@@ -204,6 +210,76 @@ class SimulateSection(_Frozen):
     new_category: SimulateNewCategory
 
 
+class ServeLogSection(_Frozen):
+    path: Path
+    flush_rows: int = Field(ge=1)
+    flush_seconds: float = Field(gt=0)
+    queue_rows: int = Field(ge=1)
+
+
+class HumilitySection(_Frozen):
+    uncertain_band: tuple[float, float]
+    fallback_label: Literal[0, 1] | None = None
+
+    @model_validator(mode="after")
+    def _band_in_unit_interval(self) -> HumilitySection:
+        low, high = self.uncertain_band
+        if not 0 <= low <= high <= 1:
+            raise ValueError("serve.humility.uncertain_band must be [low, high] with 0 <= low <= high <= 1")
+        return self
+
+
+class ServeSection(_Frozen):
+    host: str
+    port: int = Field(ge=0, le=65535)
+    poll_seconds: float = Field(gt=0)
+    max_batch: int = Field(ge=1)
+    max_wait_ms: float = Field(ge=0)
+    predict_threads: int = Field(ge=1)
+    max_body_bytes: int = Field(ge=64)
+    max_association_id_chars: int = Field(ge=1)
+    log: ServeLogSection
+    humility: HumilitySection
+
+
+class CanarySection(_Frozen):
+    window_hours: float = Field(gt=0)
+    score_bins: int = Field(ge=2)
+    min_labelled: int = Field(ge=1)
+    report_dir: Path
+
+
+class GateSection(_Frozen):
+    # Non-inferiority: the candidate may trail the champion's primary metric by at most this much.
+    primary_margin: float = Field(ge=0, lt=1)
+    max_recall_drop: float = Field(ge=0, lt=1)
+    max_fairness_increase: float = Field(ge=0, lt=1)
+    champion_env: str
+
+
+class SmokeSection(_Frozen):
+    rows: int = Field(ge=1)
+    max_single_row_ms: float = Field(gt=0)
+    repeats: int = Field(ge=1)
+
+
+class GuardrailsSection(_Frozen):
+    max_error_rate: float = Field(ge=0, le=1)
+    max_p99_latency_ms: float = Field(gt=0)
+    max_prediction_distance: float = Field(ge=0, le=1)
+    min_requests: int = Field(ge=1)
+    min_accuracy: float = Field(ge=0, le=1)
+
+
+class DeploySection(_Frozen):
+    manifests: Path
+    environments: tuple[str, ...] = Field(min_length=1)
+    canary_share: float = Field(gt=0, lt=1)
+    lock_timeout_seconds: float = Field(gt=0)
+    lock_ttl_seconds: float = Field(gt=0)
+    guardrails: GuardrailsSection
+
+
 class Params(_Frozen):
     base: BaseSection
     data: DataSection
@@ -217,6 +293,11 @@ class Params(_Frozen):
     paths: PathsSection
     drift: DriftSection
     simulate: SimulateSection
+    serve: ServeSection
+    canary: CanarySection
+    gate: GateSection
+    smoke: SmokeSection
+    deploy: DeploySection
 
     @model_validator(mode="after")
     def _sensitive_are_features(self) -> Params:

@@ -6,7 +6,6 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -82,8 +81,8 @@ def copy_template(dest: Path, *, sample_rows: int) -> Path:
 
 
 @pytest.fixture(scope="session")
-def pipeline_repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def pipeline_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The template in a temporary git repo after one real `dvc repro` on a small sample."""
     repo = copy_template(tmp_path_factory.mktemp("template"), sample_rows=6000)
     run([str(BIN / "dvc"), "repro"], repo)
-    yield repo
+    return repo

@@ -1,5 +1,6 @@
 """Each kind of bad raw data is refused by the validate stage with a specific message, and
-`dvc repro` then leaves every downstream output and the MLflow store untouched."""
+`dvc repro` then leaves every downstream output and the MLflow store untouched.
+"""
 
 from __future__ import annotations
 
@@ -56,12 +57,21 @@ CASES: dict[str, tuple[Callable[[Path, pd.DataFrame], None], str]] = {
     "extra_column": (_frame_writer(lambda f: f.assign(salary=1.0)), "unexpected extra columns ['salary']"),
     "wrong_dtype": (_frame_writer(lambda f: f.assign(AGEP=f["AGEP"].astype(str))), "column 'AGEP': wrong dtype"),
     "nulls_in_required_column": (_frame_writer(_set("SEX", slice(0, 7), None)), "column 'SEX': null values in 7 rows"),
-    "out_of_range": (_frame_writer(_set("AGEP", slice(0, 3), 150.0)), "column 'AGEP': values outside [0.0, 120.0] in 3 rows"),
-    "unseen_category": (_frame_writer(_set("RAC1P", slice(0, 2), "42")), "column 'RAC1P': values not in the allowed set"),
+    "out_of_range": (
+        _frame_writer(_set("AGEP", slice(0, 3), 150.0)),
+        "column 'AGEP': values outside [0.0, 120.0] in 3 rows",
+    ),
+    "unseen_category": (
+        _frame_writer(_set("RAC1P", slice(0, 2), "42")),
+        "column 'RAC1P': values not in the allowed set",
+    ),
     "empty_file": (_bytes_writer(b""), "the file is empty"),
     "not_parquet": (_bytes_writer(b"id,AGEP\n1,30\n"), "not a parquet file"),
     "duplicated_ids": (_frame_writer(_set("id", slice(0, 5), 1)), "column 'id': duplicated values"),
-    "target_not_binary": (_frame_writer(_set("employed", slice(0, 4), 2)), "column 'employed': values not in the allowed set"),
+    "target_not_binary": (
+        _frame_writer(_set("employed", slice(0, 4), 2)),
+        "column 'employed': values not in the allowed set",
+    ),
 }
 
 

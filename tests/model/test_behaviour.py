@@ -1,5 +1,6 @@
 """Behavioural tests of the model the pipeline trains: invariance to changes that must not
-matter, direction of effects that must matter, and minimum recall per class and per group."""
+matter, direction of effects that must matter, and minimum recall per class and per group.
+"""
 
 from __future__ import annotations
 

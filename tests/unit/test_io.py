@@ -74,5 +74,6 @@ def test_model_round_trip_needs_no_extra_trust(tmp_path: Path, params: Params, r
         io.save_model(model, tmp_path / "m.skops")
         loaded = io.load_model(tmp_path / "m.skops")
         pd.testing.assert_series_equal(
-            pd.Series(loaded.predict_proba(frame[features])[:, 1]), pd.Series(model.predict_proba(frame[features])[:, 1])
+            pd.Series(loaded.predict_proba(frame[features])[:, 1]),
+            pd.Series(model.predict_proba(frame[features])[:, 1]),
         )

@@ -18,8 +18,10 @@ def frame(raw_frame: pd.DataFrame) -> pd.DataFrame:
 def test_split_is_seeded_stratified_and_disjoint(frame: pd.DataFrame, params: Params) -> None:
     a = split(frame=clean(frame=frame, params=params), params=params)
     b = split(frame=clean(frame=frame, params=params), params=params)
-    ids = [set(part[params.base.id_column]) for part in a.values()]
-    assert not (ids[0] & ids[1] or ids[0] & ids[2] or ids[1] & ids[2])
+    train, valid, test = (set(part[params.base.id_column]) for part in a.values())
+    assert not train & valid
+    assert not train & test
+    assert not valid & test
     assert sum(len(p) for p in a.values()) == len(frame)
     for name in a:
         pd.testing.assert_frame_equal(a[name], b[name])
