@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -247,3 +248,36 @@ def test_service_smoke_answers_from_the_staging_champion(ws: Workspace) -> None:
     deploy.apply(params=ws.params, env="staging")
     summary = service_smoke.run(params=ws.params, env="staging")
     assert summary == {"env": "staging", "requests": ws.params.smoke.rows, "versions": ["2"]}
+
+
+def _with_lock_timeout(ws: Workspace, seconds: float) -> Workspace:
+    deploy_section = ws.params.deploy.model_copy(update={"lock_timeout_seconds": seconds})
+    return Workspace(ws.root, ws.params_path, ws.params.model_copy(update={"deploy": deploy_section}))
+
+
+def _hold_lock(ws: Workspace, *, env: str, expires: float) -> str:
+    lock = deploy.LOCK_NAME.format(name=ws.params.tracking.registered_model, env=env)
+    registry.client(params=ws.params).create_registered_model(
+        lock, tags={"token": "other", "holder": "someone", "expires": str(expires)}
+    )
+    return lock
+
+
+def test_a_held_lock_makes_apply_wait_then_refuse(ws: Workspace) -> None:
+    commit_manifest(ws, "staging", "staging v1", champion=1)
+    lock = _hold_lock(ws, env="staging", expires=time.time() + 3600)
+    try:
+        with pytest.raises(deploy.DeployError, match="another apply to staging holds the lock"):
+            deploy.apply(params=_with_lock_timeout(ws, 1).params, env="staging")
+        assert _state(ws, "staging").champion is None
+    finally:
+        registry.client(params=ws.params).delete_registered_model(lock)
+
+
+def test_a_stale_lock_left_by_a_crash_is_taken_over(ws: Workspace) -> None:
+    commit_manifest(ws, "staging", "staging v1", champion=1)
+    lock = _hold_lock(ws, env="staging", expires=time.time() - 1)
+    deploy.apply(params=_with_lock_timeout(ws, 5).params, env="staging")
+    assert _state(ws, "staging").champion == "1"
+    names = [m.name for m in registry.client(params=ws.params).search_registered_models()]
+    assert lock not in names
