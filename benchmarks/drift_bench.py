@@ -14,13 +14,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from benchmarks.measure import measure_process
 
 logger = logging.getLogger(__name__)
 
@@ -179,21 +179,11 @@ def ensure_peers() -> Path:
 
 
 def _measure(python: Path | str, worker: str, ref_path: Path, cur_path: Path) -> dict[str, Any]:
-    args = [str(python), str(Path(__file__).resolve()), "--worker", worker, str(ref_path), str(cur_path)]
-    with tempfile.TemporaryFile() as err:
-        start = time.perf_counter()
-        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=err, cwd=ROOT)
-        out = proc.stdout.read() if proc.stdout is not None else b""
-        # wait4 reaps this very child and gives its own peak RSS; RUSAGE_CHILDREN would give the
-        # largest of all children so far.
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - start
-        proc.returncode = code = os.waitstatus_to_exitcode(status)
-        if code != 0:
-            err.seek(0)
-            raise RuntimeError(f"{worker} failed ({code}):\n{err.read().decode()[-2000:]}")
-    result: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])
-    return {**result, "process_s": wall, "peak_rss_mb": usage.ru_maxrss / 1024}
+    # As a module from the repository root, so the worker can import benchmarks.* in either environment.
+    args = [str(python), "-m", "benchmarks.drift_bench", "--worker", worker, str(ref_path), str(cur_path)]
+    figures = measure_process(args, cwd=ROOT)
+    result: dict[str, Any] = json.loads(figures.stdout.strip().splitlines()[-1])
+    return {**result, "process_s": figures.wall_s, "peak_rss_mb": figures.peak_rss_mb}
 
 
 def run(rows: int = 1_000_000) -> dict[str, Any]:
