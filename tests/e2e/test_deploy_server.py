@@ -11,7 +11,7 @@ import pytest
 from deploy_support import Workspace, commit_manifest, git, make_workspace, register_new
 from typer.testing import CliRunner
 
-from pipeline import deploy, lineage, registry
+from pipeline import deploy, lineage, registry, service_smoke
 from pipeline.cli import app
 
 pytestmark = pytest.mark.e2e
@@ -53,17 +53,28 @@ def test_register_apply_canary_revert_against_the_server(ws: Workspace) -> None:
     served = registry.load_model_version(name=name, version=v2)
     assert served.signature_columns == list(ws.params.data.features)
 
-    git(ws.root, "revert", "--no-edit", "HEAD")
+    promoted = deploy.promote(manifest=deploy.load_manifest(params=ws.params, env="production"))
+    deploy.write_manifest(manifest=promoted, params=ws.params, env="production")
+    git(ws.root, "commit", "-qam", f"production: promote v{v2}")
+    promote_commit = git(ws.root, "rev-parse", "HEAD")
     deploy.apply(params=ws.params, env="production")
-    assert _state(ws, "production") == registry.DeploymentState(v1, None, "none", 0.0)
+    assert _state(ws, "production") == registry.DeploymentState(v2, None, "none", 0.0)
+
+    # Rollback of the promotion: revert its commit, apply, and v1 is the champion again.
+    git(ws.root, "revert", "--no-edit", promote_commit)
+    deploy.apply(params=ws.params, env="production")
+    assert _state(ws, "production") == registry.DeploymentState(v1, v2, "canary", share)
+    # The real service, reading champion and challenger from the server's registry.
+    assert service_smoke.run(params=ws.params, env="production")["versions"] == sorted([v1, v2])
 
     data = lineage.collect(params=ws.params, version=v2)
-    assert data["git"]["commit"] == git(ws.root, "rev-parse", "HEAD~2")
-    assert [d["roles"] for d in data["deployments"]] == [["challenger"], []]
-    assert data["deployments"][0]["commit"] == canary_commit
+    assert data["git"]["commit"] == git(ws.root, "rev-parse", "HEAD~3")
+    assert [d["roles"] for d in data["deployments"]] == [["challenger"], ["champion"], ["challenger"]]
+    assert [d["commit"] for d in data["deployments"]][:2] == [canary_commit, promote_commit]
+    assert data["aliases"] == ["production-challenger"]
     text = lineage.render_markdown(data)
     assert "| production | challenger | canary |" in text
-    assert "| production | replaced | none |" in text
+    assert "| production | champion | none |" in text
 
 
 def test_unreachable_server_fails_fast(ws: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
