@@ -34,10 +34,6 @@ def _run(cmd: list[str], repo: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def _pipeline(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return _run([sys.executable, "-m", "pipeline", *args], repo)
-
-
 def _git(repo: Path, *args: str) -> None:
     result = _run(["git", *args], repo)
     assert result.returncode == 0, result.stderr
@@ -72,7 +68,7 @@ def test_weak_model_fails_the_gate_with_reasons(ci_repo: Path, tmp_path: Path) -
     (ci_repo / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
     params = load_params(ci_repo / "params.yaml")
 
-    result = _pipeline(ci_repo, "ci", "--no-lint", "--base", "HEAD")
+    result = _run([sys.executable, "-m", "pipeline", "ci", "--no-lint", "--base", "HEAD"], ci_repo)
     assert result.returncode == 1, (result.stdout + result.stderr)[-4000:]
     assert "ci failed: gate" in result.stderr
     text = (ci_repo / params.paths.reports / "pr_report.md").read_text(encoding="utf-8")
@@ -86,15 +82,15 @@ def test_weak_model_fails_the_gate_with_reasons(ci_repo: Path, tmp_path: Path) -
 
     # The same steps one by one, as the workflow runs them; the committed model is cached now.
     out = tmp_path / "champion" / "model.skops"
-    fetched = _pipeline(ci_repo, "champion", "fetch", "--rev", "HEAD", "--out", str(out))
+    fetched = _run([sys.executable, "-m", "pipeline", "champion", "fetch", "--rev", "HEAD", "--out", str(out)], ci_repo)
     assert fetched.returncode == 0, fetched.stderr
     assert json.loads(out.with_name(out.name + ".json").read_text())["source"] == "dvc"
-    gated = _pipeline(ci_repo, "gate", "--champion-model", str(out))
+    gated = _run([sys.executable, "-m", "pipeline", "gate", "--champion-model", str(out)], ci_repo)
     assert gated.returncode == 1
     assert "gate FAILED" in gated.stdout
     assert "below the champion" in gated.stdout
     md = tmp_path / "pr_report.md"
-    reported = _pipeline(ci_repo, "report", "--out", str(md), "--base", "HEAD")
+    reported = _run([sys.executable, "-m", "pipeline", "report", "--out", str(md), "--base", "HEAD"], ci_repo)
     assert reported.returncode == 0, reported.stderr
     assert "## Verdict: gate FAILED" in md.read_text(encoding="utf-8")
     assert ci_repo != REPO_ROOT

@@ -26,6 +26,8 @@ TESTS = ROOT / "tests"
 BIN = Path(sys.executable).parent
 SHELL_SYNTAX = ("&&", "||", ";", "|", ">", "<", "&", "$(", "`", "${{")
 # The Makefile's way of calling the project's own tools.
+# The project's CLI, on PATH or called by its path in the locked environment.
+PIPELINE_CLI = ("pipeline", ".venv/bin/pipeline")
 RECIPE_PIPELINE = re.compile(r"^\$\(BIN\)/pipeline\s+(.*)$")
 RECIPE_PYTEST = re.compile(r"^\$\(BIN\)/python -m pytest\b")
 
@@ -99,7 +101,7 @@ def _check_command(run: str, targets: dict[str, list[str]], sources: str) -> lis
 
 
 def _check_tokens(tokens: list[str], targets: dict[str, list[str]], sources: str) -> list[str]:
-    if tokens[0] == "pipeline":
+    if tokens[0] in PIPELINE_CLI:
         path = _command_path(tokens[1:])
         return [] if _exercised(path, sources) else [f"`pipeline {' '.join(path)}` is not exercised by any test"]
     if tokens[0] == "make":
