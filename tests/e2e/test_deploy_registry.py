@@ -281,3 +281,15 @@ def test_a_stale_lock_left_by_a_crash_is_taken_over(ws: Workspace) -> None:
     assert _state(ws, "staging").champion == "1"
     names = [m.name for m in registry.client(params=ws.params).search_registered_models()]
     assert lock not in names
+
+
+def test_same_dvc_lock_registers_once(ws: Workspace) -> None:
+    """A workflow that reproduced the same dvc.lock on a fresh runner gets the existing version."""
+    lock = ws.root / registry.DVC_LOCK
+    lock.write_text("schema: '2.0'\nstages: {}\n", encoding="utf-8")
+    try:
+        first = register_new(ws, rows=ROWS, offset=2 * ROWS)
+        assert register_new(ws, rows=ROWS, offset=3 * ROWS) == first
+        assert io.read_json(ws.params.paths.reports / registry.REGISTERED_REPORT)["version"] == first
+    finally:
+        lock.unlink()
