@@ -61,7 +61,7 @@ def collect(*, params: Params, version: str, mlflow_client: MlflowClient | None 
         "train_commit": tags.get("train.git.commit"),
         "data": {k: v for k, v in sorted(tags.items()) if k.startswith("data.")},
         "params": {k: v for k, v in sorted(tags.items()) if k.startswith("params.")},
-        "environment": {k: v for k, v in sorted(tags.items()) if k.startswith("env.")},
+        "environment": {k: v for k, v in sorted(tags.items()) if k.startswith(("env.", "dvc."))},
         "status": {check: tags.get(tag, registry.NOT_RUN) for check, tag in registry.STATUS_TAGS.items()},
         "artifact_sha256": tags.get(registry.ARTIFACT_HASH_TAG),
         "registered": {"by": tags.get("registered.by"), "at": tags.get("registered.at")},
@@ -91,7 +91,7 @@ def render_markdown(data: dict[str, Any]) -> str:
         "",
         *(f"- {k}: `{v}`" for k, v in data["data"].items()),
         "",
-        "## Parameters and environment",
+        "## Parameters, lock files and environment",
         "",
         *(f"- {k}: `{v}`" for k, v in {**data["params"], **data["environment"]}.items()),
     ]
