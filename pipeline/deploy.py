@@ -394,6 +394,8 @@ def apply_manifest(
             "dirty": dirty,
             "actor": registry.actor(),
             "time": registry.utc_now(),
+            # In a workflow, the run whose Environment approval let this apply through.
+            "run_url": _workflow_run_url(),
         }
         seq = len(history(tags=tags, env=env)) + 1
         key = f"{HISTORY_PREFIX.format(env=env)}{seq:06d}"
@@ -407,6 +409,16 @@ def apply_manifest(
             )
     logger.info("applied %s: %d change(s), recorded as %s", env, len(changes), key)
     return ApplyResult(env=env, changes=changes, record=record)
+
+
+def _workflow_run_url() -> str | None:
+    import os
+
+    keys = ("GITHUB_SERVER_URL", "GITHUB_REPOSITORY", "GITHUB_RUN_ID")
+    if not all(os.environ.get(k) for k in keys):
+        return None
+    server, repo, run_id = (os.environ[k] for k in keys)
+    return f"{server}/{repo}/actions/runs/{run_id}"
 
 
 def _execute(mlflow_client: MlflowClient, *, name: str, change: Change) -> None:

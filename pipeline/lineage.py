@@ -107,6 +107,8 @@ def render_markdown(data: dict[str, Any]) -> str:
             role = ", ".join(d["roles"]) or "replaced"
             lines.append(
                 f"| {d.get('time')} | {d.get('env')} | {role} | {d.get('strategy')} | {d.get('traffic_share')} "
-                f"| `{str(d.get('commit'))[:12]}` | {d.get('actor')} |"
+                f"| `{str(d.get('commit'))[:12]}` | {d.get('actor')}"
+                + (f" ([run]({d['run_url']}))" if d.get("run_url") else "")
+                + " |"
             )
     return "\n".join(lines) + "\n"
