@@ -37,6 +37,8 @@ QUARTER = 3
 # Real years first, then this many quarters at most of simulated drift before giving up.
 MAX_DRIFT_QUARTERS = 4
 CONCURRENCY = 64
+# The canary judges p99 latency: few requests in flight, so latency is service time, not queueing.
+CANARY_CONCURRENCY = 4
 FLUSH_TIMEOUT_SECONDS = 30.0
 REAL_YEARS = ("2016", "2017", "2018")
 RETRAIN_BRANCH = "retrain/drift"
@@ -225,7 +227,7 @@ class InProcessService:
     socket; CONCURRENCY requests are in flight at once so the batcher scores them together.
     """
 
-    def __init__(self, *, params: Params, log_path: Path) -> None:
+    def __init__(self, *, params: Params, log_path: Path, concurrency: int = CONCURRENCY) -> None:
         from pipeline import predlog, serve
 
         log = params.serve.log
@@ -249,6 +251,7 @@ class InProcessService:
         self.stack = contextlib.AsyncExitStack()
         self.client: Any = None
         self.sent = 0
+        self.concurrency = concurrency
 
     def _run(self, coroutine: Any) -> Any:
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
@@ -280,7 +283,7 @@ class InProcessService:
         id_column = params.base.id_column
         numeric = set(params.data.numeric)
         statuses: dict[int, int] = {}
-        limit = asyncio.Semaphore(CONCURRENCY)
+        limit = asyncio.Semaphore(self.concurrency)
 
         async def one(record: Mapping[Any, Any]) -> None:
             body = {
@@ -583,7 +586,7 @@ def run(
         guard = params.deploy.guardrails
         canary_rows = max(3 * rows_per_slice, int(np.ceil(guard.min_requests / params.deploy.canary_share * 1.3)))
         rows = _drifted_month(loop, base=base, rows=canary_rows, seed=seed + 999).assign(**{period: int(when[:4])})
-        with InProcessService(params=params, log_path=loop.log_path) as loop.service:
+        with InProcessService(params=params, log_path=loop.log_path, concurrency=CANARY_CONCURRENCY) as loop.service:
             _month(loop, name="canary", rows=rows)
         (params.retrain.production_dir / "canary_features.parquet").unlink()
         labels_path = out_dir / "canary_labels.parquet"
