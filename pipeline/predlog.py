@@ -274,8 +274,8 @@ class WriterStats:
 
 
 class LogWriter:
-    """A bounded queue drained by one thread in batches of up to `flush_rows`, at least every
-    `flush_seconds`. `submit` never blocks; `close` flushes what is queued.
+    """A bounded queue drained by one thread every `flush_seconds`, in transactions of up to
+    `flush_rows`. `submit` never blocks; `close` flushes what is queued.
     """
 
     def __init__(self, *, store: Store, flush_rows: int, flush_seconds: float, queue_rows: int) -> None:
@@ -283,7 +283,8 @@ class LogWriter:
         self.flush_rows = flush_rows
         self.flush_seconds = flush_seconds
         self.stats = WriterStats()
-        self._queue: queue.Queue[LogRecord | None] = queue.Queue(maxsize=queue_rows)
+        self._queue: queue.Queue[LogRecord] = queue.Queue(maxsize=queue_rows)
+        self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
         self._thread.start()
 
@@ -298,22 +299,22 @@ class LogWriter:
         return self._queue.qsize()
 
     def _run(self) -> None:
-        done = False
-        while not done:
-            batch: list[LogRecord] = []
-            deadline = time.monotonic() + self.flush_seconds
-            while len(batch) < self.flush_rows:
-                timeout = deadline - time.monotonic()
-                try:
-                    item = self._queue.get(timeout=max(timeout, 0.0)) if timeout > 0 else self._queue.get_nowait()
-                except queue.Empty:
+        # Sleep, then drain: waiting on the queue itself would wake this thread (and take the GIL
+        # from the event loop) once per request.
+        stopping = False
+        while not stopping:
+            stopping = self._stop.wait(self.flush_seconds)
+            while True:
+                batch: list[LogRecord] = []
+                while len(batch) < self.flush_rows:
+                    try:
+                        batch.append(self._queue.get_nowait())
+                    except queue.Empty:
+                        break
+                if batch:
+                    self._flush(batch)
+                if len(batch) < self.flush_rows:
                     break
-                if item is None:
-                    done = True
-                    break
-                batch.append(item)
-            if batch:
-                self._flush(batch)
         self.store.close()
 
     def _flush(self, batch: list[LogRecord]) -> None:
@@ -330,5 +331,5 @@ class LogWriter:
         """Write everything queued, then stop the thread."""
         if not self._thread.is_alive():
             return
-        self._queue.put(None)
+        self._stop.set()
         self._thread.join(timeout)

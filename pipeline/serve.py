@@ -360,6 +360,7 @@ class Batcher:
         self.manager, self.data = manager, data
         self.max_batch, self.max_wait_s = max_batch, max_wait_s
         self.on_shadow, self.on_batch = on_shadow, on_batch
+        self.predict_threads = predict_threads
         self._items: deque[_Item] = deque()
         self._wakeup = asyncio.Event()
         self._expect = 1
@@ -389,6 +390,7 @@ class Batcher:
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
+        limit_threads(self.predict_threads)
         while True:
             if not self._items:
                 self._wakeup.clear()
@@ -408,7 +410,12 @@ class Batcher:
                     state=routing.state,
                     has_challenger=routing.challenger is not None,
                 )
-            results = await loop.run_in_executor(self._executor, self._score_answers, routing, batch)
+            if len(batch) == 1 and not self._items:
+                # A lone row scores faster inline than through a thread hand-off; with nothing
+                # else queued there is no parsing to overlap with it.
+                results = self._score_answers(routing, batch)
+            else:
+                results = await loop.run_in_executor(self._executor, self._score_answers, routing, batch)
             for item, result in zip(batch, results, strict=True):
                 if not item.future.done():
                     if isinstance(result, Exception):
