@@ -38,7 +38,9 @@ QUARTER = 3
 MAX_DRIFT_QUARTERS = 4
 CONCURRENCY = 64
 # The canary judges p99 latency: few requests in flight, so latency is service time, not queueing.
-CANARY_CONCURRENCY = 4
+CANARY_CONCURRENCY = 8
+# Canary requests as a multiple of what gives the challenger its minimum number of requests.
+CANARY_TRAFFIC_FACTOR = 2.5
 FLUSH_TIMEOUT_SECONDS = 30.0
 REAL_YEARS = ("2016", "2017", "2018")
 RETRAIN_BRANCH = "retrain/drift"
@@ -584,7 +586,8 @@ def run(
         )
         loop.log_path = repo / "logs" / "canary.db"
         guard = params.deploy.guardrails
-        canary_rows = max(3 * rows_per_slice, int(np.ceil(guard.min_requests / params.deploy.canary_share * 1.3)))
+        # Well above the minimum: the score-histogram distance of a few hundred rows is mostly noise.
+        canary_rows = int(np.ceil(CANARY_TRAFFIC_FACTOR * guard.min_requests / params.deploy.canary_share))
         rows = _drifted_month(loop, base=base, rows=canary_rows, seed=seed + 999).assign(**{period: int(when[:4])})
         with InProcessService(params=params, log_path=loop.log_path, concurrency=CANARY_CONCURRENCY) as loop.service:
             _month(loop, name="canary", rows=rows)
