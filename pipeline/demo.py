@@ -496,7 +496,8 @@ def run(
         params = load_params(params_path)
         loop = Loop(repo=repo, params=params, log_path=repo / "logs" / "demo.db", out_dir=out_dir)
         loop.next_id = int(pd.read_parquet(params.data.raw)[params.base.id_column].max()) + 1
-        loop.note("2015", "train", f"repo {repo}; dvc repro on a {sample_rows}-row sample of 2015")
+        scope = f"a {sample_rows}-row sample of 2015" if sample_rows else "all of 2015"
+        loop.note("2015", "train", f"repo {repo}; dvc repro on {scope}")
         runner.reproduce()
         _commit(repo, "Train the first model")
         version = registry.register(params=params, params_path=params_path)
