@@ -80,3 +80,26 @@ gate: env
 
 report: env
 	$(BIN)/pipeline report --out reports/pr_report.md --base "$(BASE)"
+
+# Drift workflow, one target per step. DRIFT_CURRENT is the production batch to check (the
+# workflow may set it from a repository variable); the reports land in params drift.out_dir.
+DRIFT_CURRENT ?= data/production/2018_features.parquet
+.PHONY: drift-preflight drift-check retrain drift-alert demo
+
+drift-preflight: env
+	$(BIN)/pipeline github preflight
+
+# Exit 0 no drift, 1 drift, 2 not enough data or bad input; sets the step outputs drift and verdict.
+drift-check: env
+	$(BIN)/pipeline drift --current "$(DRIFT_CURRENT)"
+
+# Exit 0 PR body written, 1 pipeline failed, 2 bad input, 3 too few labelled rows.
+retrain: env
+	$(BIN)/pipeline retrain --champion-model "$(CHAMPION)"
+
+drift-alert: env
+	$(BIN)/pipeline github alert
+
+# The whole loop offline in a temporary repository (a few minutes on two cores).
+demo: env
+	$(BIN)/pipeline demo

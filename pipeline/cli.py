@@ -551,6 +551,175 @@ def canary_analyze(
     typer.echo(summary_line(outcome))
 
 
+# ---- drift follow-up: manual sampling, retraining, the drift workflow's GitHub calls, demo ---
+
+sample_app = typer.Typer(help="Logged predictions for human labelling.", no_args_is_help=True)
+app.add_typer(sample_app, name="sample")
+
+
+@sample_app.command("export")
+def sample_export(
+    *,
+    out: Annotated[Path, typer.Option("--out", help="CSV to write: id (association id), score, inputs.")],
+    share: Annotated[float, typer.Option("--share", help="Share of logged answers to draw, in (0, 1].")],
+    seed: Annotated[int | None, typer.Option("--seed", help="Random seed (default: params base.seed).")] = None,
+    env: Annotated[str | None, typer.Option("--env", help="Only this environment's answers.")] = None,
+    since: Annotated[str | None, typer.Option("--since", help="ISO date/time or age (30d, 12h).")] = None,
+    until: Annotated[str | None, typer.Option("--until", help="ISO date/time or age; exclusive.")] = None,
+    log_url: LogUrlOpt = None,
+    params: ParamsOpt = DEFAULT_PARAMS,
+) -> None:
+    """Export a seeded random share of logged predictions; labels come back as a file of id and target."""
+    from pipeline.config import load_params
+    from pipeline.predlog import PredictionLogError
+    from pipeline.sample import SampleError, export
+
+    _verbose()
+    try:
+        rows = export(
+            params=load_params(params),
+            out=out,
+            share=share,
+            seed=seed,
+            env=env,
+            since=since,
+            until=until,
+            log_url=log_url,
+        )
+    except (*_known_errors(), SampleError, PredictionLogError) as exc:  # type: ignore[misc]
+        _fail(str(exc), code=2)
+        return
+    typer.echo(f"wrote {len(rows)} rows to {out}")
+
+
+@app.command()
+def retrain(
+    *,
+    drift: Annotated[
+        Path | None,
+        typer.Option("--drift", help="drift.json whose findings explain it (default: params drift.out_dir, if there)."),
+    ] = None,
+    champion_model: Annotated[
+        Path | None, typer.Option("--champion-model", help="Fallback champion model file for the gate.")
+    ] = None,
+    params: ParamsOpt = DEFAULT_PARAMS,
+) -> None:
+    """New training table from reference + labelled production data, rerun, gate, PR body: exit 0 ready, 1 failed, 2 bad input, 3 too few labels."""
+    from pipeline import runner
+    from pipeline.config import load_params
+    from pipeline.gate import GateInputError
+    from pipeline.retrain import EXIT_CODES, REFUSED, RetrainInputError, RetrainRefused, run
+
+    _verbose()
+    try:
+        config = load_params(params)
+        # The drift check's own report, when it ran first (as in the workflow).
+        found = config.drift.out_dir / "drift.json"
+        drift_path = drift if drift is not None else (found if found.is_file() else None)
+        summary = run(params=config, params_path=params, drift_path=drift_path, champion_model=champion_model)
+    except RetrainRefused as exc:
+        _fail(f"retraining refused: {exc}", code=EXIT_CODES[REFUSED])
+        return
+    except (*_known_errors(), RetrainInputError, GateInputError) as exc:  # type: ignore[misc]
+        _fail(str(exc), code=EXIT_CODES["bad input"])
+        return
+    except runner.ReproFailed as exc:
+        _fail(str(exc), code=EXIT_CODES["failed"])
+        return
+    gate_verdict = "passed" if summary["gate_passed"] else "FAILED"
+    typer.echo(
+        f"retrained on {summary['data']['new']['path']} ({summary['data']['new']['rows']} rows); gate {gate_verdict}"
+    )
+    typer.echo(f"pull-request body: {summary['body']}")
+
+
+github_app = typer.Typer(help="The drift workflow's GitHub calls: token check and alert issue.", no_args_is_help=True)
+app.add_typer(github_app, name="github")
+TokenEnvOpt = Annotated[str, typer.Option("--token-env", help="Environment variable holding the token.")]
+
+
+@github_app.command("preflight")
+def github_preflight(token_env: TokenEnvOpt = "RETRAIN_TOKEN") -> None:
+    """Fail with a clear message when the pull-request token secret is missing."""
+    from pipeline.github import GitHubError, require_token
+
+    try:
+        require_token(name=token_env)
+    except GitHubError as exc:
+        _fail(str(exc))
+    typer.echo(f"{token_env} is set")
+
+
+@github_app.command("alert")
+def github_alert(
+    *,
+    drift: Annotated[
+        Path | None, typer.Option("--drift", help="drift.json of the check (default: in params drift.out_dir).")
+    ] = None,
+    token_env: TokenEnvOpt = "GITHUB_TOKEN",
+    params: ParamsOpt = DEFAULT_PARAMS,
+) -> None:
+    """Open or update the one alert issue: drift found but retraining refused (too few labels)."""
+    import os
+
+    from pipeline import github, io
+    from pipeline.config import load_params
+    from pipeline.retrain import RetrainInputError, RetrainRefused, plan, why_lines
+
+    _verbose()
+    try:
+        token = github.require_token(name=token_env)
+        repo = os.environ.get("GITHUB_REPOSITORY", "")
+        if not repo:
+            raise github.GitHubError(github.ERR_NO_REPO)
+        config = load_params(params)
+        try:
+            plan(params=config)
+            reason = "retraining is possible now: rerun the workflow"
+        except (RetrainRefused, RetrainInputError) as exc:
+            reason = str(exc)
+        findings = io.read_json(drift or config.drift.out_dir / "drift.json")
+        body = github.alert_body(why=why_lines(findings), reason=reason, run_url=github.run_url())
+        with github.client_for(token=token) as client:
+            action, number = github.open_or_update_alert(client=client, repo=repo, body=body)
+    except (*_known_errors(), github.GitHubError) as exc:  # type: ignore[misc]
+        _fail(str(exc))
+        return
+    typer.echo(f"{action} issue #{number}")
+
+
+@app.command()
+def demo(
+    *,
+    out: Annotated[Path, typer.Option("--out", help="Folder for demo.md, its plots and the check reports.")] = Path(
+        "reports/demo"
+    ),
+    rows_per_slice: Annotated[
+        int, typer.Option("--rows-per-slice", help="Requests per monthly slice (12 slices a year).")
+    ] = 400,
+    sample_rows: Annotated[
+        int, typer.Option("--sample-rows", help="Training sample (params data.sample_rows of the copy; 0 = all).")
+    ] = 0,
+    workdir: Annotated[
+        Path | None, typer.Option("--workdir", help="Where the temporary repository goes (default: a new temp dir).")
+    ] = None,
+) -> None:
+    """The whole loop offline in a temporary git repo: train, deploy, traffic, drift, retrain PR, CI, canary, promote."""
+    from pipeline import demo as demo_mod
+
+    _verbose()
+    try:
+        result = demo_mod.run(
+            source=Path.cwd(), out_dir=out, rows_per_slice=rows_per_slice, sample_rows=sample_rows, workdir=workdir
+        )
+    except (*_known_errors(), *_registry_refusals(), demo_mod.DemoError) as exc:  # type: ignore[misc]
+        _fail(str(exc))
+        return
+    typer.echo(result["timeline"])
+    typer.echo(result["lineage"])
+    typer.echo(f"report: {result['report']}")
+
+
 def main() -> None:
     app()
 

@@ -280,6 +280,14 @@ class DeploySection(_Frozen):
     guardrails: GuardrailsSection
 
 
+class RetrainSection(_Frozen):
+    reference: Path
+    production_dir: Path
+    max_periods: int = Field(ge=1)
+    min_labelled_rows: int = Field(ge=1)
+    out_dir: Path
+
+
 class Params(_Frozen):
     base: BaseSection
     data: DataSection
@@ -298,6 +306,7 @@ class Params(_Frozen):
     gate: GateSection
     smoke: SmokeSection
     deploy: DeploySection
+    retrain: RetrainSection
 
     @model_validator(mode="after")
     def _sensitive_are_features(self) -> Params:

@@ -32,9 +32,7 @@ def tool_env(**extra: str) -> dict[str, str]:
     """The environment a stage sees under `make`: the project's tools first, telemetry off."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_TRACKING")}
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
-    env.update(
-        DVC_NO_ANALYTICS="1", MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="true", GX_ANALYTICS_ENABLED="false"
-    )
+    env.update(DVC_NO_ANALYTICS="1", MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="true", GX_ANALYTICS_ENABLED="false")
     env.update(extra)
     return env
 
