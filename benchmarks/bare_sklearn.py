@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pandas as pd
 from sklearn.metrics import accuracy_score, roc_auc_score
-from sklearn.model_selection import train_test_split
 
 from pipeline.config import load_params
+from pipeline.prepare import split
 from pipeline.train import build_pipeline
 
 
@@ -21,9 +21,8 @@ def main(params_path: Path) -> None:
     seed, target = params.base.seed, params.base.target
     frame = pd.read_parquet(params.data.raw)
     features = list(params.data.features)
-    rest, test = train_test_split(frame, test_size=params.prepare.test_size, stratify=frame[target], random_state=seed)
-    valid_share = params.prepare.valid_size / (1 - params.prepare.test_size)
-    train, valid = train_test_split(rest, test_size=valid_share, stratify=rest[target], random_state=seed)
+    parts = split(frame=frame, params=params)
+    train, valid, test = parts["train"], parts["valid"], parts["test"]
     scored = []
     for name in params.train.candidates:
         model = build_pipeline(data=params.data, spec=params.train.estimators[name], seed=seed)

@@ -1,4 +1,4 @@
-"""Clean, split (seeded, stratified), and refuse data a model could game: under-represented
+"""Clean, split (seeded, stable per id), and refuse data a model could game: under-represented
 classes or groups, and single features that leak the target.
 """
 
@@ -43,18 +43,30 @@ def clean(*, frame: pd.DataFrame, params: Params) -> pd.DataFrame:
     return out.sort_values(params.base.id_column).reset_index(drop=True)
 
 
-def split(*, frame: pd.DataFrame, params: Params) -> dict[str, pd.DataFrame]:
-    from sklearn.model_selection import train_test_split
+def split_position(*, ids: pd.Series, seed: int) -> np.ndarray:
+    """A uniform number in [0, 1) per id, fixed by the id and the seed alone."""
+    key = f"{seed:016d}"[-16:]
+    # As text: pandas applies the hash key to strings only, and ids may be either.
+    hashed = pd.util.hash_pandas_object(ids.astype(str).reset_index(drop=True), index=False, hash_key=key)
+    return hashed.to_numpy(dtype=np.uint64) / float(2**64)
 
-    seed, target = params.base.seed, params.base.target
-    rest, test = train_test_split(frame, test_size=params.prepare.test_size, stratify=frame[target], random_state=seed)
-    # valid_size is a share of the whole table, not of what is left after the test split.
-    valid_share = params.prepare.valid_size / (1 - params.prepare.test_size)
-    train, valid = train_test_split(rest, test_size=valid_share, stratify=rest[target], random_state=seed)
-    return {
-        name: part.sort_values(params.base.id_column).reset_index(drop=True)
-        for name, part in zip(SPLITS, (train, valid, test), strict=True)
+
+def split(*, frame: pd.DataFrame, params: Params) -> dict[str, pd.DataFrame]:
+    """Seeded split by a hash of each row's id, stratified by the target in expectation.
+
+    A row's split depends on its id and the seed only, never on the other rows: when a
+    retraining adds production rows, every reference row stays where it was, so the new test
+    split holds no row that the champion trained on and the gate compares the two fairly.
+    """
+    position = split_position(ids=frame[params.base.id_column], seed=params.base.seed)
+    test_cut = params.prepare.test_size
+    valid_cut = test_cut + params.prepare.valid_size
+    masks = {
+        "train": position >= valid_cut,
+        "valid": (position >= test_cut) & (position < valid_cut),
+        "test": position < test_cut,
     }
+    return {name: frame[masks[name]].sort_values(params.base.id_column).reset_index(drop=True) for name in SPLITS}
 
 
 def representation_checks(*, frame: pd.DataFrame, params: Params) -> list[Check]:
