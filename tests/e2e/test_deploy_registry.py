@@ -9,10 +9,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from deploy_support import (
+from tests.deploy_support import (
     Workspace,
     commit_manifest,
     git,
+    log_model,
     make_workspace,
     register_new,
     reset_deployments,
@@ -20,7 +21,7 @@ from deploy_support import (
 )
 from typer.testing import CliRunner
 
-from pipeline import deploy, io, lineage, registry, service_smoke
+from pipeline import deploy, io, lineage, registry
 from pipeline.cli import app
 
 pytestmark = pytest.mark.e2e
@@ -83,6 +84,16 @@ def test_register_refuses_failed_checks_and_registers_nothing(
     before = _versions(ws)
     with pytest.raises(registry.RegistryError, match=message):
         registry.register(params=ws.params, params_path=ws.params_path)
+    assert _versions(ws) == before
+
+
+def test_cli_register_refuses_failed_fairness(ws: Workspace) -> None:
+    io.write_json({"passed": False}, ws.params.paths.reports / "fairness.json")
+    before = _versions(ws)
+    result = CliRunner().invoke(app, ["register"])
+    assert result.exit_code == 1
+    assert "error: refusing to register: fairness failed" in result.output
+    assert "Traceback" not in result.output
     assert _versions(ws) == before
 
 
@@ -243,11 +254,18 @@ def test_cli_propose_edits_the_manifest(ws: Workspace) -> None:
     assert "already" in again.output
 
 
-def test_service_smoke_answers_from_the_staging_champion(ws: Workspace) -> None:
+def test_cli_deploy_smoke_answers_from_the_staging_champion(ws: Workspace) -> None:
+    # The whole service starts once (seconds): the command and its summary line are checked together.
+    runner = CliRunner()
+    undeployed = runner.invoke(app, ["deploy", "smoke", "--env", "staging"])
+    assert undeployed.exit_code == 1
+    assert "staging has no champion alias" in undeployed.output
+    assert "Traceback" not in undeployed.output
     commit_manifest(ws, "staging", "staging v2", champion=2)
     deploy.apply(params=ws.params, env="staging")
-    summary = service_smoke.run(params=ws.params, env="staging")
-    assert summary == {"env": "staging", "requests": ws.params.smoke.rows, "versions": ["2"]}
+    served = runner.invoke(app, ["deploy", "smoke", "--env", "staging"])
+    assert served.exit_code == 0, served.output
+    assert f"staging: {ws.params.smoke.rows} requests answered by version(s) 2" in served.output
 
 
 def _with_lock_timeout(ws: Workspace, seconds: float) -> Workspace:
@@ -293,3 +311,24 @@ def test_same_dvc_lock_registers_once(ws: Workspace) -> None:
         assert io.read_json(ws.params.paths.reports / registry.REGISTERED_REPORT)["version"] == first
     finally:
         lock.unlink()
+
+
+def test_cli_register_a_new_run(ws: Workspace) -> None:
+    reports = ws.params.paths.reports
+    # Other tests read the run and the last registration: leave both as they were.
+    saved = {name: (reports / name).read_bytes() for name in ("run.json", registry.REGISTERED_REPORT)}
+    try:
+        log_model(ws, rows=ROWS, offset=5 * ROWS)
+        before = _versions(ws)
+        result = CliRunner().invoke(app, ["register"])
+        assert result.exit_code == 0, result.output
+        version = str(before + 1)
+        assert f"registered {ws.params.tracking.registered_model} version {version}" in result.output
+        assert _versions(ws) == before + 1
+        assert io.read_json(reports / registry.REGISTERED_REPORT)["version"] == version
+        tags = registry.client(params=ws.params).get_model_version(ws.params.tracking.registered_model, version).tags
+        assert tags["status.fairness"] == "passed"
+        assert len(tags[registry.ARTIFACT_HASH_TAG]) == 64
+    finally:
+        for name, body in saved.items():
+            (reports / name).write_bytes(body)
