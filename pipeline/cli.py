@@ -137,6 +137,13 @@ def drift(
         Path | None, typer.Option("--out-dir", help="Report folder (default: params drift.out_dir).")
     ] = None,
     plots: Annotated[bool, typer.Option("--plots/--no-plots", help="Draw per-feature distribution plots.")] = True,
+    exit_zero_on_verdict: Annotated[
+        bool,
+        typer.Option(
+            "--exit-zero-on-verdict",
+            help="Exit 0 for every verdict (read it from GITHUB_OUTPUT or drift.json); bad input still exits 2.",
+        ),
+    ] = False,
     params: ParamsOpt = DEFAULT_PARAMS,
 ) -> None:
     """Compare a production batch with the reference: exit 0 no drift, 1 drift, 2 not enough data or bad input."""
@@ -164,7 +171,8 @@ def drift(
         _fail(str(exc), code=EXIT_CODES["not enough data"])
         return
     typer.echo(f"drift check: {summary['verdict']}")
-    raise typer.Exit(EXIT_CODES[summary["verdict"]])
+    # A workflow branches on the verdict in its outputs: a failed step must mean the check itself failed.
+    raise typer.Exit(0 if exit_zero_on_verdict else EXIT_CODES[summary["verdict"]])
 
 
 @app.command()
@@ -602,6 +610,13 @@ def retrain(
     champion_model: Annotated[
         Path | None, typer.Option("--champion-model", help="Fallback champion model file for the gate.")
     ] = None,
+    exit_zero_on_refusal: Annotated[
+        bool,
+        typer.Option(
+            "--exit-zero-on-refusal",
+            help="Exit 0 when too few labels (status=refused in GITHUB_OUTPUT); failures still exit 1 or 2.",
+        ),
+    ] = False,
     params: ParamsOpt = DEFAULT_PARAMS,
 ) -> None:
     """New training table from reference + labelled production data, rerun, gate, PR body: exit 0 ready, 1 failed, 2 bad input, 3 too few labels."""
@@ -618,6 +633,10 @@ def retrain(
         drift_path = drift if drift is not None else (found if found.is_file() else None)
         summary = run(params=config, params_path=params, drift_path=drift_path, champion_model=champion_model)
     except RetrainRefused as exc:
+        if exit_zero_on_refusal:
+            # An expected outcome for the workflow (it alerts instead), so not an error.
+            typer.secho(f"retraining refused: {exc}", fg=typer.colors.YELLOW, err=True)
+            return
         _fail(f"retraining refused: {exc}", code=EXIT_CODES[REFUSED])
         return
     except (*_known_errors(), RetrainInputError, GateInputError) as exc:  # type: ignore[misc]

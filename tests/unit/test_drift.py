@@ -388,3 +388,31 @@ def test_cli_tiny_batch_exits_2(reference: pd.DataFrame, tmp_path: Path, monkeyp
     )
     assert code == 2
     assert (tmp_path / "github_output").read_text() == f"drift=false\nverdict={drift.NOT_ENOUGH_DATA}\n"
+
+
+def test_cli_exit_zero_on_verdict_leaves_the_verdict_to_the_outputs(
+    params: Params, reference: pd.DataFrame, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pipeline.simulate import simulate
+
+    drifted = _write(simulate(reference=reference, kind="new_category", params=params, seed=1), tmp_path / "d.parquet")
+    tiny = _write(reference.head(20), tmp_path / "tiny.parquet")
+    expected = []
+    for current, verdict in ((drifted, drift.DRIFT), (tiny, drift.NOT_ENOUGH_DATA)):
+        args = ["drift", "--current", str(current), "--out-dir", str(tmp_path / "o"), "--no-plots"]
+        code, output = _invoke([*args, "--exit-zero-on-verdict"], monkeypatch, tmp_path)
+        assert code == 0, output
+        assert f"drift check: {verdict}" in output
+        expected.append(f"drift={'true' if verdict == drift.DRIFT else 'false'}\nverdict={verdict}\n")
+    assert (tmp_path / "github_output").read_text() == "".join(expected)
+
+
+def test_cli_exit_zero_on_verdict_still_fails_on_bad_input(
+    reference: pd.DataFrame, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    current = _write(reference.head(50).drop(columns=["AGEP"]), tmp_path / "bad.parquet")
+    args = ["drift", "--current", str(current), "--out-dir", str(tmp_path / "o"), "--exit-zero-on-verdict"]
+    code, output = _invoke(args, monkeypatch, tmp_path)
+    assert code == 2
+    assert "lacks required columns: AGEP" in output
+    assert not (tmp_path / "github_output").exists()

@@ -130,6 +130,33 @@ def test_refusal_exit_code_and_github_output(project: Path, monkeypatch: pytest.
     assert output.read_text(encoding="utf-8") == "status=refused\n"
 
 
+def test_exit_zero_on_refusal_reports_refused_through_the_output(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = (project / "params.yaml").read_text(encoding="utf-8")
+    (project / "params.yaml").write_text(re.sub(r"(?m)^(\s+min_labelled_rows:).*$", r"\1 6001", text), encoding="utf-8")
+    output = project / "gh_output"
+    monkeypatch.setenv("GITHUB_OUTPUT", str(output))
+    before = _snapshot(project)
+    result = CliRunner().invoke(app, ["retrain", "--exit-zero-on-refusal"])
+    assert result.exit_code == 0, result.output
+    assert "retraining refused: only 6000 labelled production rows" in result.output
+    assert output.read_text(encoding="utf-8") == "status=refused\n"
+    output.unlink()
+    assert _snapshot(project) == before
+
+
+def test_exit_zero_on_refusal_still_fails_on_bad_input(
+    project: Path, params: Params, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shutil.rmtree(project / params.retrain.production_dir)
+    monkeypatch.setenv("GITHUB_OUTPUT", str(project / "gh_output"))
+    result = CliRunner().invoke(app, ["retrain", "--exit-zero-on-refusal"])
+    assert result.exit_code == retrain.EXIT_CODES["bad input"], result.output
+    assert "does not exist" in result.output
+    assert not (project / "gh_output").exists()
+
+
 def test_set_raw_path_edits_only_that_key() -> None:
     text = "base:\n  raw: keep\ndata:\n  raw: data/raw/a.parquet  # note\n  sample_rows: 0\nother:\n  raw: keep\n"
     edited = retrain.set_raw_path(text=text, path="data/raw/b.parquet")
