@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest_servers import mlflow_server, postgres_url  # noqa: F401 - PostgreSQL + mlflow server fixtures
 
 from pipeline.config import Params, load_params
+from tests.conftest_servers import mlflow_server, postgres_url  # noqa: F401 - PostgreSQL + mlflow server fixtures
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

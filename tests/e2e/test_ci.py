@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO_ROOT, copy_template, tool_env
 
 from pipeline import report
 from pipeline.config import load_params
+from tests.conftest import REPO_ROOT, copy_template, tool_env
 
 pytestmark = pytest.mark.e2e
 

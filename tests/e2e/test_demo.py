@@ -18,7 +18,7 @@ BIN = Path(sys.executable).parent
 
 
 def test_demo_ends_with_a_promoted_retrained_model(tmp_path: Path) -> None:
-    from conftest import tool_env
+    from tests.conftest import tool_env
 
     result = subprocess.run(
         [

@@ -9,6 +9,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
+
+from pipeline import deploy, io, lineage, registry
+from pipeline.cli import app
 from tests.deploy_support import (
     Workspace,
     commit_manifest,
@@ -19,10 +23,6 @@ from tests.deploy_support import (
     reset_deployments,
     write_manifest,
 )
-from typer.testing import CliRunner
-
-from pipeline import deploy, io, lineage, registry
-from pipeline.cli import app
 
 pytestmark = pytest.mark.e2e
 

@@ -8,11 +8,11 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from deploy_support import Workspace, commit_manifest, git, make_workspace, register_new
 from typer.testing import CliRunner
 
 from pipeline import deploy, lineage, registry, service_smoke
 from pipeline.cli import app
+from tests.deploy_support import Workspace, commit_manifest, git, make_workspace, register_new
 
 pytestmark = pytest.mark.e2e
 
@@ -78,7 +78,7 @@ def test_register_apply_canary_revert_against_the_server(ws: Workspace) -> None:
 
 
 def test_unreachable_server_fails_fast(ws: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
-    from conftest_servers import free_port
+    from tests.conftest_servers import free_port
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{free_port()}")
     started = time.monotonic()

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from deploy_support import Workspace, commit_manifest, make_workspace, register_new
 
 from pipeline import deploy, predlog, registry, serve
+from tests.deploy_support import Workspace, commit_manifest, make_workspace, register_new
 
 with warnings.catch_warnings():
     # Starlette asks for its httpx fork here; the locked httpx works, so only that notice is muted.
