@@ -21,6 +21,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from pipeline.runner import stop_group
+
 ROOT = Path(__file__).resolve().parents[1]
 logger = logging.getLogger(__name__)
 
@@ -57,13 +59,7 @@ def _server(cmd: list[str], *, ready_url: str) -> Iterator[float]:
         yield started
     finally:
         if proc.poll() is None:
-            # The whole process group: mlflow's CLI starts uvicorn as a child process.
-            os.killpg(proc.pid, signal.SIGINT)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+            stop_group(proc, sig=signal.SIGINT, timeout=30)
 
 
 def _measure(*, port: int, path: str, bodies: list[bytes]) -> dict[str, Any]:

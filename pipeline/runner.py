@@ -4,10 +4,13 @@ project's interpreter first on PATH so that the stages run in the locked environ
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 BIN = Path(sys.executable).parent
 WORKFLOWS = Path(".github/workflows")
@@ -85,3 +88,19 @@ def lint() -> list[str]:
         if subprocess.run(cmd, env=tool_env(), check=False).returncode != 0:
             failed.append(name)
     return failed
+
+
+def stop_group(proc: subprocess.Popen[Any], *, sig: signal.Signals = signal.SIGTERM, timeout: float = 20) -> None:
+    """Stop a process started with start_new_session=True, children included; kill it if it lingers.
+
+    Servers such as `mlflow server` or `mlflow models serve` run their workers as children, so
+    signalling only the parent would leave them bound to the port.
+    """
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, sig)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()

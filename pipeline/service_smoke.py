@@ -6,8 +6,6 @@ aliases name. The CD workflow runs it right after `deploy apply --env staging`.
 from __future__ import annotations
 
 import logging
-import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -15,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config import Params
+from pipeline.runner import stop_group
 
 logger = logging.getLogger(__name__)
 
@@ -73,13 +72,7 @@ def run(*, params: Params, env: str) -> dict[str, Any]:
                     response = http.post("/predict", json={"association_id": f"smoke-{i}", "features": row})
                     answers.append((response.status_code, response.json()))
         finally:
-            # Its own session: the signal reaches the service and only it.
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+            stop_group(proc)
     found = problems(answers=answers, allowed=allowed)
     if found:
         raise ServiceSmokeFailed(f"{env} service smoke test failed: {'; '.join(found)}")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -20,6 +19,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from pipeline.runner import stop_group
 
 PG_ROOT = Path("/usr/lib/postgresql")
 PG_USER = "postgres"
@@ -143,11 +144,4 @@ def mlflow_server(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -
         _wait_healthy(url, proc, log)
         yield url
     finally:
-        # Its own session: the signal reaches the server's workers, and only them.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_group(proc)
