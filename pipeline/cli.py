@@ -118,7 +118,9 @@ def lint() -> None:
 @app.command()
 def drift(
     *,
-    current: Annotated[Path, typer.Option("--current", help="Production batch (parquet or CSV).")],
+    current: Annotated[
+        Path | None, typer.Option("--current", help="Production batch (parquet or CSV); or use --log-url.")
+    ] = None,
     reference: Annotated[
         Path | None, typer.Option("--reference", help="Reference data (default: params data.raw).")
     ] = None,
@@ -144,6 +146,15 @@ def drift(
             help="Exit 0 for every verdict (read it from GITHUB_OUTPUT or drift.json); bad input still exits 2.",
         ),
     ] = False,
+    log_url: Annotated[
+        str | None,
+        typer.Option("--log-url", help="Read the batch and its predictions from this prediction log instead."),
+    ] = None,
+    env: Annotated[str | None, typer.Option("--env", help="With --log-url: only this environment's answers.")] = None,
+    since: Annotated[str | None, typer.Option("--since", help="With --log-url: ISO date/time or age (30d).")] = None,
+    until: Annotated[
+        str | None, typer.Option("--until", help="With --log-url: ISO date/time or age; exclusive.")
+    ] = None,
     params: ParamsOpt = DEFAULT_PARAMS,
 ) -> None:
     """Compare a production batch with the reference: exit 0 no drift, 1 drift, 2 not enough data or bad input."""
@@ -166,6 +177,10 @@ def drift(
             baseline_path=baseline,
             out_dir=out_dir,
             plots=plots,
+            log_url=log_url,
+            env=env,
+            since=since,
+            until=until,
         )
     except refusals as exc:
         _fail(str(exc), code=EXIT_CODES["not enough data"])

@@ -42,6 +42,7 @@ ERR_CATEGORICAL_TYPE = "column {column!r} of the {name} batch must hold category
 ERR_DUPLICATE_IDS = "the {name} table repeats {count} id values; ids must be unique to join"
 ERR_NO_OVERLAP = "no prediction id matches a label id: nothing to score"
 ERR_SCORE_RANGE = "column {column!r} of the {name} table must hold probabilities in [0, 1]"
+ERR_SOURCE = "give either --current (with --predictions if any) or --log-url, which supplies both"
 
 
 class DriftInputError(ValueError):
@@ -407,6 +408,22 @@ def join_labels(
     return joined
 
 
+def batch_from_log(*, log: pd.DataFrame, params: Params) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The current batch (id and features) and its predictions (id and score) from prediction-log
+    rows: the one place where the log's association id becomes the id column the checks join on.
+    """
+    from pipeline.sample import SampleError, answers
+
+    id_column = params.base.id_column
+    try:
+        table = answers(log=log, id_column=id_column, features=params.data.features)
+    except SampleError as exc:
+        raise DriftInputError(str(exc)) from exc
+    current = table[[id_column, *params.data.features]]
+    predictions = table[[id_column, "score"]].rename(columns={"score": params.drift.prediction.score_column})
+    return current, predictions
+
+
 def _metrics(*, y_true: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, float | None]:
     from sklearn.metrics import accuracy_score, roc_auc_score
 
@@ -657,10 +674,29 @@ def _reference_scores(*, params: Params, reference: pd.DataFrame, path: Path | N
     return proba
 
 
+def read_log_batch(
+    *, params: Params, url: str, env: str | None, since: str | None, until: str | None, now: float | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The current batch and its predictions from the prediction log's window [since, until)."""
+    import time
+
+    from pipeline import predlog
+    from pipeline.sample import SampleError, parse_time
+
+    moment = time.time() if now is None else now
+    try:
+        start = parse_time(value=since, now=moment) if since else None
+        end = parse_time(value=until, now=moment) if until else None
+        log = predlog.read_log(url=url, env=env, start=start, end=end)
+    except (SampleError, predlog.PredictionLogError) as exc:
+        raise DriftInputError(str(exc)) from exc
+    return batch_from_log(log=log, params=params)
+
+
 def run(
     *,
     params: Params,
-    current_path: Path,
+    current_path: Path | None = None,
     reference_path: Path | None = None,
     predictions_path: Path | None = None,
     labels_path: Path | None = None,
@@ -668,8 +704,15 @@ def run(
     baseline_path: Path | None = None,
     out_dir: Path | None = None,
     plots: bool = True,
+    log_url: str | None = None,
+    env: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
 ) -> dict[str, Any]:
     """Read the inputs, run every check that has its inputs, write drift.json and drift.md.
+
+    The current batch and its predictions come either from files (current_path, predictions_path)
+    or from the prediction log (log_url, optionally narrowed to env and [since, until)).
 
     Returns the summary; its verdict maps to the exit code through EXIT_CODES.
     """
@@ -678,14 +721,20 @@ def run(
     config = params.drift
     out_dir = out_dir or config.out_dir
     reference = io.read_table(reference_path or params.data.raw)
-    current = io.read_table(current_path)
+    predictions: pd.DataFrame | None
+    if log_url is not None and current_path is None and predictions_path is None:
+        current, predictions = read_log_batch(params=params, url=log_url, env=env, since=since, until=until)
+    elif log_url is None and current_path is not None:
+        current = io.read_table(current_path)
+        predictions = io.read_table(predictions_path) if predictions_path is not None else None
+    else:
+        raise DriftInputError(ERR_SOURCE)
     numeric, categorical = tuple(params.data.numeric), tuple(params.data.categorical)
     features = feature_drift(
         reference=reference, current=current, numeric=numeric, categorical=categorical, config=config
     )
     score_column = config.prediction.score_column
     id_column = params.base.id_column
-    predictions = io.read_table(predictions_path) if predictions_path is not None else None
     prediction = None
     if predictions is not None:
         if score_column not in predictions.columns:
@@ -703,6 +752,9 @@ def run(
         if predictions is None:
             raise DriftInputError("--labels needs --predictions: labels are joined to predictions by id")
         labels = io.read_table(labels_path)
+        if log_url is not None:
+            # The log keeps association ids as text; ids in a labels file are often integers.
+            labels = labels.assign(**{id_column: labels[id_column].astype(str)}) if id_column in labels else labels
         joined = join_labels(
             predictions=predictions,
             labels=labels,

@@ -195,11 +195,23 @@ class PostgresStore:
     def __init__(self, url: str) -> None:
         # SQLAlchemy-style URLs name the driver; libpq does not understand that part.
         self.url = url.replace("postgresql+psycopg2://", "postgresql://", 1)
+        import psycopg2
+
         self._local = threading.local()
         conn = self._conn()
-        with conn, conn.cursor() as cur:
-            for statement in self._DDL:
-                cur.execute(statement)
+        try:
+            with conn, conn.cursor() as cur:
+                for statement in self._DDL:
+                    cur.execute(statement)
+        except psycopg2.errors.UniqueViolation:
+            # IF NOT EXISTS is not atomic in PostgreSQL: another process created the table meanwhile.
+            pass
+        except psycopg2.Error as exc:
+            raise PredictionLogError(f"cannot create the prediction log table: {exc}") from exc
+        finally:
+            # The opening thread may never use the store again (the service writes from its own
+            # thread): an idle connection held for the process's life would count against the server.
+            self.close()
 
     def _conn(self) -> Any:
         import psycopg2
