@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -27,6 +25,7 @@ from typer.testing import CliRunner
 from pipeline import deploy, loadgen, predlog
 from pipeline.cli import app
 from pipeline.config import load_params
+from pipeline.runner import stop_group
 from tests.conftest_servers import free_port
 from tests.deploy_support import Workspace, commit_manifest, git, make_workspace, register_new
 
@@ -98,14 +97,7 @@ def running_service(ws: Workspace, *, log_url: str) -> Iterator[str]:
             raise AssertionError(f"{exc}\n{log.read_text(errors='replace')[-3000:]}") from exc
         yield url
     finally:
-        # Its own session: the signal reaches the service and only it.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_group(proc)
 
 
 def wait_for_state(http: httpx.Client, *, champion: str, challenger: str | None, share: float = 0.0) -> None:
