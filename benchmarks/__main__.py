@@ -16,6 +16,8 @@ SUITES = {"pipeline": "benchmarks.pipeline_bench", "drift": "benchmarks.drift_be
 
 def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    # One line per readiness poll would bury the figures.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     names = argv or list(SUITES)
     unknown = [n for n in names if n not in SUITES]
     if unknown:

@@ -71,12 +71,13 @@ def run(repeats: int = 2) -> dict[str, Any]:
         helps = [measure_process([str(BIN / "pipeline"), "--help"], cwd=repo, env=env).wall_s for _ in range(5)]
         bare_result = json.loads(bare.stdout.strip().splitlines()[-1])
         pipe_metrics = json.loads((repo / "reports" / "metrics.json").read_text())
+    # The pipeline's reports round to 6 decimals (reruns stay byte-identical); compare at that precision.
     figures = {
         "pipeline_s": statistics.median(pipeline_s),
         "bare_sklearn_s": statistics.median(bare_s),
         "noop_repro_s": statistics.median(noop),
         "help_s": statistics.median(helps),
-        "same_test_roc_auc": abs(bare_result["roc_auc"] - pipe_metrics["roc_auc"]) < 1e-9,
+        "same_test_roc_auc": abs(bare_result["roc_auc"] - pipe_metrics["roc_auc"]) <= 5e-7,
         "roc_auc": pipe_metrics["roc_auc"],
     }
     figures["overhead_ratio"] = figures["pipeline_s"] / figures["bare_sklearn_s"]
