@@ -55,7 +55,9 @@ def free_port() -> int:
 def _as_postgres(cmd: list[str]) -> list[str]:
     # initdb refuses to run as root: drop to the postgres user, which owns the data folder.
     if os.geteuid() == 0:
-        return ["runuser", "-u", PG_USER, "--", *cmd]
+        # runuser lives in sbin, which a minimal PATH (some CI runners, cron) leaves out.
+        runuser = shutil.which("runuser", path=f"{os.environ.get('PATH', '')}:/usr/sbin:/sbin") or "runuser"
+        return [runuser, "-u", PG_USER, "--", *cmd]
     return cmd
 
 
