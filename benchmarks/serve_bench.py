@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -73,21 +72,13 @@ def _measure(*, port: int, path: str, bodies: list[bytes]) -> dict[str, Any]:
 
 
 def _in_process(model: Any, frame: Any, *, threads: int | None) -> dict[str, float]:
-    import numpy as np
     from threadpoolctl import threadpool_limits
 
-    def median_ms(rows: Any, repeats: int) -> float:
-        model.predict_proba(rows)
-        times = []
-        for _ in range(repeats):
-            started = time.perf_counter()
-            model.predict_proba(rows)
-            times.append((time.perf_counter() - started) * 1000)
-        return float(np.median(times))
+    from pipeline.smoke import median_predict_ms
 
     with threadpool_limits(limits=threads):
-        one = median_ms(frame.head(1), 200)
-        thousand = median_ms(frame.head(1000), 30)
+        one = median_predict_ms(model=model, rows=frame.head(1), repeats=200)
+        thousand = median_predict_ms(model=model, rows=frame.head(1000), repeats=30)
     return {"predict_1_row_ms": round(one, 3), "predict_1000_rows_ms": round(thousand, 3)}
 
 

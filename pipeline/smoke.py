@@ -50,13 +50,13 @@ def output_problems(*, proba: Any, rows: int) -> list[str]:
     return problems
 
 
-def single_row_ms(*, model: Pipeline, row: pd.DataFrame, repeats: int) -> float:
-    """Median wall time of one-row predictions; the first call is a warm-up and not counted."""
-    model.predict_proba(row)
+def median_predict_ms(*, model: Pipeline, rows: pd.DataFrame, repeats: int) -> float:
+    """Median wall time of predict_proba on rows; the first call is a warm-up and not counted."""
+    model.predict_proba(rows)
     times = []
     for _ in range(repeats):
         started = time.perf_counter()
-        model.predict_proba(row)
+        model.predict_proba(rows)
         times.append((time.perf_counter() - started) * 1000)
     return statistics.median(times)
 
@@ -64,7 +64,7 @@ def single_row_ms(*, model: Pipeline, row: pd.DataFrame, repeats: int) -> float:
 def check(*, model: Pipeline, frame: pd.DataFrame, section: SmokeSection) -> dict[str, Any]:
     proba = model.predict_proba(frame)
     problems = output_problems(proba=proba, rows=len(frame))
-    latency = single_row_ms(model=model, row=frame.head(1), repeats=section.repeats)
+    latency = median_predict_ms(model=model, rows=frame.head(1), repeats=section.repeats)
     if latency > section.max_single_row_ms:
         problems.append(f"one-row prediction took {latency:.1f} ms, over the {section.max_single_row_ms} ms bound")
     values = np.asarray(proba, dtype=float)
