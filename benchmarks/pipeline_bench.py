@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import statistics
 import sys
@@ -28,9 +27,9 @@ TEMPLATE = ("pipeline", "data/raw", "docs", ".dvc/config", "dvc.yaml", "params.y
 
 
 def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_TRACKING")}
-    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
-    env.update(DVC_NO_ANALYTICS="1", MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="true")
+    from pipeline.runner import tool_env
+
+    env = {k: v for k, v in tool_env().items() if not k.startswith("MLFLOW_TRACKING")}
     env["PYTHONPATH"] = str(ROOT)
     return env
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -11,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from pipeline import runner
 from pipeline.config import Params, load_params
 from tests.conftest_servers import mlflow_server, postgres_url  # noqa: F401 - PostgreSQL + mlflow server fixtures
 
@@ -30,9 +30,8 @@ def raw_frame(params: Params) -> pd.DataFrame:
 
 def tool_env(**extra: str) -> dict[str, str]:
     """The environment a stage sees under `make`: the project's tools first, telemetry off."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_TRACKING")}
-    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
-    env.update(DVC_NO_ANALYTICS="1", MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="true", GX_ANALYTICS_ENABLED="false")
+    # A developer's team server must not receive the tests' runs.
+    env = {k: v for k, v in runner.tool_env().items() if not k.startswith("MLFLOW_TRACKING")}
     env.update(extra)
     return env
 
