@@ -11,9 +11,9 @@ from pathlib import Path
 import pandas as pd
 from sklearn.metrics import accuracy_score, roc_auc_score
 
-from pipeline.config import load_params
-from pipeline.prepare import split
-from pipeline.train import build_pipeline
+from pipeline.core.config import load_params
+from pipeline.stages.prepare import split
+from pipeline.stages.train import build_pipeline
 
 
 def main(params_path: Path) -> None:

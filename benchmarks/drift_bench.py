@@ -88,8 +88,8 @@ def _worker_ours(ref_path: Path, cur_path: Path) -> dict[str, Any]:
     import pandas as pd
 
     sys.path.insert(0, str(ROOT))
-    from pipeline.config import load_params
-    from pipeline.drift import DRIFT, feature_drift
+    from pipeline.core.config import load_params
+    from pipeline.monitoring.drift import DRIFT, feature_drift
 
     config = load_params(ROOT / "params.yaml").drift
     start = time.perf_counter()

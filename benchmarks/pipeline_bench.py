@@ -27,7 +27,7 @@ TEMPLATE = ("pipeline", "data/raw", "docs", ".dvc/config", "dvc.yaml", "params.y
 
 
 def _env() -> dict[str, str]:
-    from pipeline.runner import tool_env
+    from pipeline.core.runner import tool_env
 
     env = {k: v for k, v in tool_env().items() if not k.startswith("MLFLOW_TRACKING")}
     env["PYTHONPATH"] = str(ROOT)

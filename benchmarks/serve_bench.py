@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from pipeline.runner import stop_group
+from pipeline.core.runner import stop_group
 
 ROOT = Path(__file__).resolve().parents[1]
 logger = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ def _env() -> dict[str, str]:
 
 @contextmanager
 def _server(cmd: list[str], *, ready_url: str) -> Iterator[float]:
-    from pipeline.loadgen import wait_until_ok
+    from pipeline.delivery.loadgen import wait_until_ok
 
     proc = subprocess.Popen(
         cmd, cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True
@@ -62,7 +62,7 @@ def _server(cmd: list[str], *, ready_url: str) -> Iterator[float]:
 
 
 def _measure(*, port: int, path: str, bodies: list[bytes]) -> dict[str, Any]:
-    from pipeline.loadgen import load
+    from pipeline.delivery.loadgen import load
 
     host = "127.0.0.1"
     load(host=host, port=port, path=path, bodies=bodies, requests=WARMUP, connections=1)
@@ -74,7 +74,7 @@ def _measure(*, port: int, path: str, bodies: list[bytes]) -> dict[str, Any]:
 def _in_process(model: Any, frame: Any, *, threads: int | None) -> dict[str, float]:
     from threadpoolctl import threadpool_limits
 
-    from pipeline.smoke import median_predict_ms
+    from pipeline.delivery.smoke import median_predict_ms
 
     with threadpool_limits(limits=threads):
         one = median_predict_ms(model=model, rows=frame.head(1), repeats=200)
@@ -85,11 +85,11 @@ def _in_process(model: Any, frame: Any, *, threads: int | None) -> dict[str, flo
 def run() -> dict[str, Any]:
     import pandas as pd
 
-    from pipeline import io
-    from pipeline.config import load_params
-    from pipeline.loadgen import free_port
-    from pipeline.serve import to_frame
-    from pipeline.tracking import mlflow_module
+    from pipeline.core import io
+    from pipeline.core.config import load_params
+    from pipeline.core.tracking import mlflow_module
+    from pipeline.delivery.loadgen import free_port
+    from pipeline.delivery.serve import to_frame
 
     params = load_params(ROOT / "params.yaml")
     model_path = ROOT / params.paths.model

@@ -10,8 +10,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipeline import runner
-from pipeline.config import Params, load_params
+from pipeline.core import runner
+from pipeline.core.config import Params, load_params
 from tests.conftest_servers import mlflow_server, postgres_url  # noqa: F401 - PostgreSQL + mlflow server fixtures
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

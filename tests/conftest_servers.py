@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.runner import stop_group
+from pipeline.core.runner import stop_group
 
 PG_ROOT = Path("/usr/lib/postgresql")
 PG_USER = "postgres"

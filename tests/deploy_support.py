@@ -13,16 +13,17 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline import deploy, io, registry
-from pipeline.config import Params, load_params
-from pipeline.train import MODEL_ARTIFACT, build_pipeline, model_requirements
+from pipeline.core import io
+from pipeline.core.config import Params, load_params
+from pipeline.delivery import deploy, registry
+from pipeline.stages.train import MODEL_ARTIFACT, build_pipeline, model_requirements
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 with warnings.catch_warnings():
     # mlflow.pyfunc warns once, at its own import, about type hints inside mlflow itself.
     warnings.filterwarnings("ignore", message=".*Any type hint is inferred as AnyType", category=UserWarning)
-    from pipeline.tracking import mlflow_module
+    from pipeline.core.tracking import mlflow_module
 
     mlflow_module()
     import mlflow.pyfunc
@@ -62,7 +63,7 @@ def log_model(ws: Workspace, *, rows: int, offset: int) -> str:
     """Fit a small pipeline on `rows` raw rows starting at `offset`, log it like train.py does and
     write reports/run.json; returns the run id.
     """
-    from pipeline.tracking import connect
+    from pipeline.core.tracking import connect
 
     params = ws.params
     frame = pd.read_parquet(REPO_ROOT / params.data.raw).iloc[offset : offset + rows]

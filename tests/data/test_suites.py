@@ -7,8 +7,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipeline.config import Params
-from pipeline.validate import build_suite, run_suite
+from pipeline.core.config import Params
+from pipeline.stages.validate import build_suite, run_suite
 from tests.conftest import REPO_ROOT
 
 pytestmark = pytest.mark.data

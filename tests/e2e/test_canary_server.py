@@ -22,10 +22,11 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from pipeline import deploy, loadgen, predlog
 from pipeline.cli import app
-from pipeline.config import load_params
-from pipeline.runner import stop_group
+from pipeline.core import predlog
+from pipeline.core.config import load_params
+from pipeline.core.runner import stop_group
+from pipeline.delivery import deploy, loadgen
 from tests.conftest_servers import free_port
 from tests.deploy_support import Workspace, commit_manifest, git, make_workspace, register_new
 

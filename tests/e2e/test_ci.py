@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline import report
-from pipeline.config import load_params
+from pipeline.ci import report
+from pipeline.core.config import load_params
 from tests.conftest import REPO_ROOT, copy_template, tool_env
 
 pytestmark = pytest.mark.e2e

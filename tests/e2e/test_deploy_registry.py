@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from pipeline import deploy, io, lineage, registry
 from pipeline.cli import app
+from pipeline.core import io
+from pipeline.delivery import deploy, lineage, registry
 from tests.deploy_support import (
     Workspace,
     commit_manifest,

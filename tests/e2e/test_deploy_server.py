@@ -10,8 +10,8 @@ from collections.abc import Iterator
 import pytest
 from typer.testing import CliRunner
 
-from pipeline import deploy, lineage, registry, service_smoke
 from pipeline.cli import app
+from pipeline.delivery import deploy, lineage, registry, service_smoke
 from tests.deploy_support import Workspace, commit_manifest, git, make_workspace, register_new
 
 pytestmark = pytest.mark.e2e

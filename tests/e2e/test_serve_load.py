@@ -14,9 +14,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipeline import io, loadgen, predlog
-from pipeline.config import Params
-from pipeline.train import build_pipeline
+from pipeline.core import io, predlog
+from pipeline.core.config import Params
+from pipeline.delivery import loadgen
+from pipeline.stages.train import build_pipeline
 
 pytestmark = pytest.mark.e2e
 

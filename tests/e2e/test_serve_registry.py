@@ -11,7 +11,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipeline import deploy, predlog, registry, serve
+from pipeline.core import predlog
+from pipeline.delivery import deploy, registry, serve
 from tests.deploy_support import Workspace, commit_manifest, make_workspace, register_new
 
 with warnings.catch_warnings():

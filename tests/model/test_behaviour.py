@@ -10,10 +10,10 @@ import pytest
 from sklearn.metrics import recall_score
 from sklearn.pipeline import Pipeline
 
-from pipeline.config import Params
-from pipeline.groups import sensitive_frame
-from pipeline.prepare import prepare
-from pipeline.train import fit_candidates
+from pipeline.core.config import Params
+from pipeline.core.groups import sensitive_frame
+from pipeline.stages.prepare import prepare
+from pipeline.stages.train import fit_candidates
 
 pytestmark = pytest.mark.model
 

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline import drift, simulate
-from pipeline.config import Params, load_params
+from pipeline.core.config import Params, load_params
+from pipeline.monitoring import drift, simulate
 
 pytestmark = pytest.mark.model
 

@@ -1,0 +1,106 @@
+"""Drives the external tools (dvc, ruff, mypy, actionlint, zizmor) as subprocesses, with the
+project's interpreter first on PATH so that the stages run in the locked environment.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+BIN = Path(sys.executable).parent
+WORKFLOWS = Path(".github/workflows")
+
+
+class ReproFailed(RuntimeError):
+    """A stage refused its input or crashed; its own message was printed above."""
+
+
+def tool_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    # Belt and braces beside .dvc/config: no analytics from any tool the pipeline starts.
+    env.setdefault("DVC_NO_ANALYTICS", "1")
+    env.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    env.setdefault("DO_NOT_TRACK", "true")
+    env.setdefault("GX_ANALYTICS_ENABLED", "false")
+    return env
+
+
+def _tool(name: str) -> str:
+    return str(BIN / name) if (BIN / name).exists() else name
+
+
+def reproduce(*, force: bool = False) -> None:
+    cmd = [_tool("dvc"), "repro", *(["--force"] if force else [])]
+    if subprocess.run(cmd, env=tool_env(), check=False).returncode != 0:
+        raise ReproFailed("dvc repro failed: the stage above says why; nothing downstream of it was updated")
+
+
+def summary(*, params_path: Path) -> str:
+    from pipeline.core import io
+    from pipeline.core.config import load_params
+    from pipeline.core.tracking import tracking_uri
+
+    params = load_params(params_path)
+    reports = params.paths.reports
+    metrics = io.read_json(reports / "metrics.json")
+    fairness = io.read_json(reports / "fairness.json")
+    train = io.read_json(reports / "train.json")
+    run = io.read_json(reports / "run.json")
+    uri = tracking_uri(params.tracking)
+    ui = f"mlflow ui --backend-store-uri {uri}" if uri.startswith("sqlite") else uri
+    recall = ", ".join(f"class {c} {b['recall']:.3f}" for c, b in sorted(metrics["per_class"].items()))
+    return "\n".join(
+        [
+            "",
+            f"model       {train['chosen']} (best of {len(train['leaderboard'])} by validation {train['primary_metric']})",
+            f"test        ROC AUC {metrics['roc_auc']:.4f}  accuracy {metrics['accuracy']:.4f}  F1 {metrics['f1']:.4f}",
+            f"recall      {recall}",
+            f"fairness    {'passed' if fairness['passed'] else 'FAILED: ' + '; '.join(fairness['breaches'])}",
+            f"model card  {params.card.output}",
+            f"reports     {reports}/ (validation/data_docs/index.html for Data Docs)",
+            f"MLflow run  {run['run_id']} - browse with: {ui}",
+        ]
+    )
+
+
+def lint() -> list[str]:
+    """Every check runs even after one fails, so a single pass shows all problems."""
+    checks: list[tuple[str, list[str]]] = [
+        ("ruff check", [_tool("ruff"), "check", "."]),
+        ("ruff format", [_tool("ruff"), "format", "--check", "."]),
+        ("mypy", [_tool("mypy")]),
+    ]
+    workflows = sorted(str(p) for p in WORKFLOWS.glob("*.y*ml"))
+    if workflows:
+        checks += [
+            ("actionlint", [_tool("actionlint"), *workflows]),
+            ("zizmor", [_tool("zizmor"), "--offline", "--min-severity", "low", *workflows]),
+        ]
+    failed = []
+    for name, cmd in checks:
+        print(f"--- {name}", flush=True)
+        if subprocess.run(cmd, env=tool_env(), check=False).returncode != 0:
+            failed.append(name)
+    return failed
+
+
+def stop_group(proc: subprocess.Popen[Any], *, sig: signal.Signals = signal.SIGTERM, timeout: float = 20) -> None:
+    """Stop a process started with start_new_session=True, children included; kill it if it lingers.
+
+    Servers such as `mlflow server` or `mlflow models serve` run their workers as children, so
+    signalling only the parent would leave them bound to the port.
+    """
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, sig)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()

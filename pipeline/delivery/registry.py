@@ -1,0 +1,428 @@
+"""MLflow Model Registry: register the current run's model with its lineage, load verified
+versions, resolve aliases and read the deployment state that `pipeline deploy apply` writes.
+
+Serving reads what to serve from here alone (aliases + registered-model tags), never from files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pipeline.stages.train import MODEL_ARTIFACT
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from sklearn.pipeline import Pipeline
+
+    from pipeline.core.config import Params
+
+logger = logging.getLogger(__name__)
+
+Strategy = Literal["none", "shadow", "canary"]
+STRATEGIES: tuple[Strategy, ...] = ("none", "shadow", "canary")
+ROLES = ("champion", "challenger")
+
+ARTIFACT_HASH_TAG = "artifact.sha256"
+RUN_ID_TAG = "run.id"
+STATUS_TAGS = {"validation": "status.validation", "fairness": "status.fairness", "gate": "status.gate"}
+NOT_RUN = "not-run"
+REGISTERED_REPORT = "registered.json"
+DVC_LOCK = "dvc.lock"
+DVC_LOCK_TAG = "dvc.lock.sha256"
+
+# Fail-fast defaults for commands: MLflow's own (7 retries, backoff 2, timeout 120 s) make an
+# unreachable server look like a hang for about four minutes. setdefault: the caller's values win.
+FAIL_FAST_ENV = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+    # Downloads print a tqdm bar per file on stderr; our commands report what matters themselves.
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+}
+
+ERR_UNKNOWN_VERSION = "model {name} version {version} does not exist in the registry at {uri}"
+ERR_NO_HASH = (
+    "model {name} version {version} has no artifact.sha256 tag: it was not registered by "
+    "`pipeline register`, so its content cannot be verified"
+)
+ERR_HASH_MISMATCH = (
+    "model {name} version {version}: the artifact's content hash {actual} no longer matches the "
+    "registered {expected}; the stored model was changed or damaged"
+)
+
+
+class RegistryError(ValueError):
+    """The registry refused a request, or holds something we will not serve."""
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    name: str
+    version: str
+    run_id: str
+    model: Pipeline
+    signature_columns: list[str]
+
+
+@dataclass(frozen=True)
+class DeploymentState:
+    champion: str | None
+    challenger: str | None
+    strategy: Strategy
+    traffic_share: float
+
+
+def alias(*, env: str, role: str) -> str:
+    """`<env>-champion` / `<env>-challenger`: registry aliases, never the deprecated stages."""
+    return f"{env}-{role}"
+
+
+def strategy_tag(env: str) -> str:
+    return f"deploy.{env}.strategy"
+
+
+def share_tag(env: str) -> str:
+    return f"deploy.{env}.traffic_share"
+
+
+def fail_fast() -> None:
+    for key, value in FAIL_FAST_ENV.items():
+        os.environ.setdefault(key, value)
+
+
+def client(*, params: Params | None = None) -> MlflowClient:
+    """A registry client with fail-fast HTTP settings; with params, tracking is pointed at the
+    configured store first (MLFLOW_TRACKING_URI wins, as everywhere).
+    """
+    from pipeline.core.tracking import connect, mlflow_module
+
+    fail_fast()
+    if params is not None:
+        connect(params.tracking)
+    mlflow = mlflow_module()
+    return mlflow.MlflowClient()
+
+
+def _error_code(exc: Exception) -> str:
+    return str(getattr(exc, "error_code", ""))
+
+
+def _not_found(exc: Exception) -> bool:
+    # MLflow answers an unknown alias with INVALID_PARAMETER_VALUE, an unknown version or model
+    # with RESOURCE_DOES_NOT_EXIST.
+    return _error_code(exc) in {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"}
+
+
+# ---- content hash ---------------------------------------------------------------------------
+
+
+def tree_sha256(root: Path) -> str:
+    """One hash over every file below root (relative path + content), independent of walk order."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(root).as_posix().encode())
+        digest.update(b"\0")
+        digest.update(hashlib.sha256(path.read_bytes()).hexdigest().encode())
+        digest.update(b"\n")
+    return digest.hexdigest()
+
+
+def _download(mlflow_client: MlflowClient, *, name: str, version: str, dst: Path) -> Path:
+    from pipeline.core.tracking import mlflow_module
+
+    mlflow = mlflow_module()
+    # The version's own storage location, not models:/name/version: that route adds a
+    # registered_model_meta file to the download, which would change the hash.
+    uri = mlflow_client.get_model_version_download_uri(name, version)
+    try:
+        return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dst)))
+    except Exception as exc:  # missing files surface as OSError or MlflowException
+        raise RegistryError(f"model {name} version {version}: cannot download its artifact from {uri}: {exc}") from exc
+
+
+def _model_version(mlflow_client: MlflowClient, *, name: str, version: str) -> Any:
+    try:
+        return mlflow_client.get_model_version(name, str(version))
+    except Exception as exc:
+        if _not_found(exc):
+            raise RegistryError(
+                ERR_UNKNOWN_VERSION.format(name=name, version=version, uri=mlflow_client.tracking_uri)
+            ) from exc
+        raise RegistryError(f"registry request for {name} version {version} failed: {exc}") from exc
+
+
+def verify_version(*, name: str, version: str, mlflow_client: MlflowClient | None = None) -> str:
+    """Check that a version exists and its artifact still hashes to its tag; returns the hash."""
+    mlflow_client = mlflow_client or client()
+    with tempfile.TemporaryDirectory(prefix="verify-") as tmp:
+        mv, _ = _verified_download(mlflow_client, name=name, version=str(version), dst=Path(tmp))
+    return str(mv.tags[ARTIFACT_HASH_TAG])
+
+
+def _verified_download(mlflow_client: MlflowClient, *, name: str, version: str, dst: Path) -> tuple[Any, Path]:
+    mv = _model_version(mlflow_client, name=name, version=version)
+    expected = (mv.tags or {}).get(ARTIFACT_HASH_TAG)
+    if not expected:
+        raise RegistryError(ERR_NO_HASH.format(name=name, version=version))
+    local = _download(mlflow_client, name=name, version=version, dst=dst)
+    actual = tree_sha256(local)
+    if actual != expected:
+        raise RegistryError(ERR_HASH_MISMATCH.format(name=name, version=version, actual=actual, expected=expected))
+    return mv, local
+
+
+def load_model_version(*, name: str, version: str) -> LoadedModel:
+    """Download, verify against artifact.sha256 and load one version (for serving).
+
+    Raises RegistryError for an unknown version, a hash mismatch or a damaged artifact.
+    """
+    import yaml
+
+    from pipeline.core.io import ModelFileError, load_model
+
+    mlflow_client = client()
+    with tempfile.TemporaryDirectory(prefix="model-") as tmp:
+        mv, local = _verified_download(mlflow_client, name=name, version=str(version), dst=Path(tmp))
+        try:
+            meta = yaml.safe_load((local / "MLmodel").read_text(encoding="utf-8"))
+            model_file = local / meta["flavors"]["sklearn"]["pickled_model"]
+            model = load_model(model_file)
+            columns = _signature_columns(local)
+        except (OSError, KeyError, TypeError, yaml.YAMLError, ModelFileError) as exc:
+            raise RegistryError(f"model {name} version {version}: damaged artifact: {exc}") from exc
+    return LoadedModel(
+        name=name, version=str(mv.version), run_id=str(mv.run_id or ""), model=model, signature_columns=columns
+    )
+
+
+def _signature_columns(local: Path) -> list[str]:
+    from mlflow.models import Model
+
+    signature = Model.load(str(local)).signature
+    if signature is None:
+        raise KeyError("the model has no input signature")
+    return [str(c) for c in signature.inputs.input_names()]
+
+
+# ---- aliases and deployment state -----------------------------------------------------------
+
+
+def resolve_alias(*, name: str, alias: str) -> str | None:
+    """The version an alias points at, or None when the alias (or the model) does not exist."""
+    try:
+        mv = client().get_model_version_by_alias(name, alias)
+    except Exception as exc:
+        if _not_found(exc):
+            return None
+        raise RegistryError(f"registry request for alias {alias} of {name} failed: {exc}") from exc
+    return str(mv.version)
+
+
+def state_from(*, aliases: dict[str, Any], tags: dict[str, str], env: str) -> DeploymentState:
+    """Pure: the deployment state of one environment from a registered model's aliases and tags."""
+    champion = aliases.get(alias(env=env, role="champion"))
+    challenger = aliases.get(alias(env=env, role="challenger"))
+    strategy = tags.get(strategy_tag(env), "none")
+    if strategy not in STRATEGIES:
+        raise RegistryError(f"registered-model tag {strategy_tag(env)}={strategy!r} is not one of {STRATEGIES}")
+    try:
+        share = float(tags.get(share_tag(env), "0"))
+    except ValueError as exc:
+        raise RegistryError(f"registered-model tag {share_tag(env)} is not a number") from exc
+    if challenger is None:
+        # No challenger means nothing to route to, whatever a stale tag says.
+        strategy, share = "none", 0.0
+    return DeploymentState(
+        champion=None if champion is None else str(champion),
+        challenger=None if challenger is None else str(challenger),
+        strategy=strategy,  # type: ignore[arg-type]
+        traffic_share=share,
+    )
+
+
+def deployment_state(*, name: str, env: str) -> DeploymentState:
+    try:
+        model = client().get_registered_model(name)
+    except Exception as exc:
+        if _not_found(exc):
+            raise RegistryError(f"registered model {name} does not exist; run `pipeline register` first") from exc
+        raise RegistryError(f"registry request for {name} failed: {exc}") from exc
+    return state_from(aliases=dict(model.aliases or {}), tags=dict(model.tags or {}), env=env)
+
+
+# ---- register -------------------------------------------------------------------------------
+
+
+def report_status(*, path: Path, key: str, required: bool) -> str:
+    """One JSON report's boolean field as passed, failed or not-run."""
+    from pipeline.core import io
+
+    if not path.is_file():
+        if required:
+            raise RegistryError(f"{path} not found: run the pipeline (`pipeline run`) before registering")
+        return NOT_RUN
+    value = io.read_json(path).get(key)
+    if not isinstance(value, bool):
+        raise RegistryError(f"{path}: field {key!r} must be true or false, found {value!r}")
+    return "passed" if value else "failed"
+
+
+def statuses(*, params: Params) -> dict[str, str]:
+    reports = params.paths.reports
+    return {
+        "validation": report_status(path=reports / "validation" / "validation.json", key="success", required=True),
+        "fairness": report_status(path=reports / "fairness.json", key="passed", required=True),
+        "gate": report_status(path=reports / "gate.json", key="passed", required=False),
+    }
+
+
+def refusals(status: dict[str, str]) -> list[str]:
+    return [f"{check} {value}" for check, value in status.items() if value == "failed"]
+
+
+def actor() -> str:
+    """Who acts: the GitHub actor in a workflow, otherwise the git user."""
+    import subprocess
+
+    if os.environ.get("GITHUB_ACTOR"):
+        return os.environ["GITHUB_ACTOR"]
+    try:
+        out = subprocess.run(["git", "config", "user.email"], capture_output=True, text=True, check=False).stdout
+    except OSError:
+        out = ""
+    return out.strip() or os.environ.get("USER", "unknown")
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path.is_file() else "missing"
+
+
+def lineage_tags(*, run: dict[str, Any], params_path: Path, status: dict[str, str]) -> dict[str, str]:
+    from pipeline.core.tracking import git_commit
+
+    commit, dirty = git_commit()
+    tags = {k: str(v) for k, v in run.items() if k.startswith(("data.", "params.", "env."))}
+    tags.update(
+        {
+            "git.commit": commit,
+            "git.dirty": str(dirty).lower(),
+            "train.git.commit": str(run.get("git.commit", "unknown")),
+            "params.file.sha256": file_sha256(params_path),
+            "env.uv_lock.sha256": str(run.get("env.uv_lock.sha256") or file_sha256(Path("uv.lock"))),
+            DVC_LOCK_TAG: file_sha256(Path(DVC_LOCK)),
+            RUN_ID_TAG: str(run["run_id"]),
+            "registered.by": actor(),
+            "registered.at": utc_now(),
+        }
+    )
+    tags.update({STATUS_TAGS[check]: value for check, value in status.items()})
+    return tags
+
+
+def _logged_model_id(mlflow_client: MlflowClient, *, run_id: str) -> str:
+    try:
+        run = mlflow_client.get_run(run_id)
+    except Exception as exc:
+        if _not_found(exc):
+            raise RegistryError(
+                f"MLflow run {run_id} (reports/run.json) is not in the tracking store at "
+                f"{mlflow_client.tracking_uri}: train against this store first"
+            ) from exc
+        raise RegistryError(f"registry request for run {run_id} failed: {exc}") from exc
+    models = mlflow_client.search_logged_models(
+        experiment_ids=[run.info.experiment_id],
+        filter_string=f"source_run_id = '{run_id}' AND name = '{MODEL_ARTIFACT}'",
+    )
+    if not models:
+        raise RegistryError(f"MLflow run {run_id} logged no model named {MODEL_ARTIFACT!r}")
+    return str(models[0].model_id)
+
+
+def _already_registered(mlflow_client: MlflowClient, *, name: str, run_id: str) -> Any | None:
+    """The version of this run, or of the same dvc.lock (same data, code and params hashes: a
+    workflow that reproduced the pipeline on a fresh runner must not register a twin).
+    """
+    try:
+        versions = list(mlflow_client.search_model_versions(f"name = '{name}'"))
+    except Exception as exc:
+        raise RegistryError(f"registry request for {name} failed: {exc}") from exc
+    lock = file_sha256(Path(DVC_LOCK))
+    for mv in sorted(versions, key=lambda v: int(v.version)):
+        same_lock = lock != "missing" and (mv.tags or {}).get(DVC_LOCK_TAG) == lock
+        if mv.run_id == run_id or same_lock:
+            return mv
+    return None
+
+
+def register(*, params: Params, params_path: Path) -> str:
+    """Register the model of reports/run.json with lineage tags; returns its version.
+
+    Refuses (registering nothing) when validation or fairness failed or the gate report says
+    failed. Registering the same run again returns the existing version.
+    """
+    from pipeline.core import io
+
+    status = statuses(params=params)
+    refused = refusals(status)
+    if refused:
+        raise RegistryError(f"refusing to register: {', '.join(refused)} (see {params.paths.reports}/)")
+    run = io.read_json(params.paths.reports / "run.json")
+    run_id = run.get("run_id") if isinstance(run, dict) else None
+    if not run_id:
+        raise RegistryError(f"{params.paths.reports}/run.json has no run_id: run `pipeline train` first")
+    name = params.tracking.registered_model
+    mlflow_client = client(params=params)
+    existing = _already_registered(mlflow_client, name=name, run_id=run_id)
+    if existing is not None:
+        logger.info("this model is already registered as %s version %s", name, existing.version)
+        _write_registered(params=params, name=name, version=str(existing.version), run_id=str(existing.run_id))
+        return str(existing.version)
+    model_id = _logged_model_id(mlflow_client, run_id=run_id)
+    tags = lineage_tags(run=run, params_path=params_path, status=status)
+    try:
+        mlflow_client.create_registered_model(name)
+    except Exception as exc:
+        if _error_code(exc) != "RESOURCE_ALREADY_EXISTS":
+            raise RegistryError(f"cannot create registered model {name}: {exc}") from exc
+    mv = mlflow_client.create_model_version(
+        name=name, source=f"models:/{model_id}", run_id=run_id, tags=tags, model_id=model_id
+    )
+    version = str(mv.version)
+    try:
+        with tempfile.TemporaryDirectory(prefix="register-") as tmp:
+            digest = tree_sha256(_download(mlflow_client, name=name, version=version, dst=Path(tmp)))
+    except Exception:
+        # A version without its hash could never be deployed: remove it rather than leave debris.
+        mlflow_client.delete_model_version(name, version)
+        raise
+    mlflow_client.set_model_version_tag(name, version, ARTIFACT_HASH_TAG, digest)
+    logger.info("registered %s version %s (run %s, artifact %s)", name, version, run_id, digest[:12])
+    _write_registered(params=params, name=name, version=version, run_id=run_id)
+    return version
+
+
+def _write_registered(*, params: Params, name: str, version: str, run_id: str) -> None:
+    # Read by `pipeline deploy propose --version registered` in the next workflow step.
+    from pipeline.core import io
+
+    io.write_json({"name": name, "version": version, "run_id": run_id}, params.paths.reports / REGISTERED_REPORT)
+
+
+def registered_version(*, params: Params) -> str:
+    from pipeline.core import io
+
+    data = io.read_json(params.paths.reports / REGISTERED_REPORT)
+    if not isinstance(data, dict) or "version" not in data:
+        raise RegistryError(f"{params.paths.reports}/{REGISTERED_REPORT} has no version: run `pipeline register`")
+    return str(data["version"])

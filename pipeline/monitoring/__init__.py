@@ -1,0 +1,20 @@
+"""Production watch and continuous training: the drift and performance check, simulated
+drift, labelling samples, retraining from labelled production data, and the GitHub calls
+the drift workflow makes.
+
+Imports core, stages, delivery and ci (retraining is gated like any pull request).
+"""
+
+import lazy_loader
+
+__getattr__, __dir__, __all__ = lazy_loader.attach(
+    __name__,
+    submodules=["drift", "github", "retrain", "sample", "simulate"],
+    submod_attrs={
+        "drift": ["DriftInputError", "feature_drift"],
+        "retrain": ["RetrainInputError", "RetrainRefused"],
+        "simulate": ["SimulationError"],
+        "sample": ["SampleError"],
+        "github": ["GitHubError"],
+    },
+)

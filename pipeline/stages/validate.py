@@ -1,0 +1,210 @@
+"""Validate a raw table against a Great Expectations suite built from params.yaml.
+
+A failure stops the pipeline: the report names each failed expectation with example bad
+values, and nothing downstream runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from pipeline.core.config import Params
+
+if TYPE_CHECKING:
+    from great_expectations.core.expectation_suite import ExpectationSuite
+
+logger = logging.getLogger(__name__)
+
+SUITE_NAME = "raw_data"
+# pandas stores both plain and nullable integers for an int column read from CSV or parquet.
+INT_TYPE, FLOAT_TYPE, STR_TYPE = "int64", "float64", "str"
+
+
+@dataclass(frozen=True)
+class Failure:
+    expectation: str
+    column: str | None
+    message: str
+    examples: list[Any] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ValidationOutcome:
+    success: bool
+    rows: int
+    evaluated: int
+    failures: list[Failure]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "success": self.success,
+            "rows": self.rows,
+            "expectations_evaluated": self.evaluated,
+            "failures": [f.__dict__ for f in self.failures],
+        }
+
+
+def expected_columns(params: Params) -> list[str]:
+    return [params.base.id_column, *params.data.features, params.base.target, *params.data.metadata_columns]
+
+
+def build_suite(*, params: Params, name: str = SUITE_NAME, with_target: bool = True) -> ExpectationSuite:
+    """The suite is derived from params alone: editing params.yaml is how a team adapts it."""
+    import great_expectations as gx
+    import great_expectations.expectations as gxe
+
+    data, target, id_col = params.data, params.base.target, params.base.id_column
+    columns = expected_columns(params)
+    if not with_target:
+        columns.remove(target)
+    suite = gx.ExpectationSuite(name=name)
+    add = suite.add_expectation
+    add(gxe.ExpectTableColumnsToMatchSet(column_set=columns, exact_match=True))
+    add(gxe.ExpectTableRowCountToBeBetween(min_value=params.validation.min_rows, max_value=params.validation.max_rows))
+    for col in columns:
+        add(gxe.ExpectColumnValuesToNotBeNull(column=col))
+    add(gxe.ExpectColumnValuesToBeUnique(column=id_col))
+    add(gxe.ExpectColumnValuesToBeOfType(column=id_col, type_=INT_TYPE))
+    for col, bounds in data.numeric.items():
+        add(gxe.ExpectColumnValuesToBeOfType(column=col, type_=FLOAT_TYPE))
+        add(gxe.ExpectColumnValuesToBeBetween(column=col, min_value=bounds.min, max_value=bounds.max))
+    for col, codes in data.categorical.items():
+        add(gxe.ExpectColumnValuesToBeOfType(column=col, type_=STR_TYPE))
+        add(gxe.ExpectColumnValuesToBeInSet(column=col, value_set=list(codes)))
+    if with_target:
+        add(gxe.ExpectColumnValuesToBeOfType(column=target, type_=INT_TYPE))
+        add(gxe.ExpectColumnValuesToBeInSet(column=target, value_set=[0, 1]))
+    return suite
+
+
+def _describe(kind: str, column: str | None, result: dict[str, Any], kwargs: dict[str, Any]) -> str:
+    where = f"column {column!r}" if column else "table"
+    count = result.get("unexpected_count")
+    rows = f" in {count} rows" if count else ""
+    if kind == "expect_table_columns_to_match_set":
+        observed = set(result.get("observed_value") or [])
+        expected = set(kwargs.get("column_set") or [])
+        parts = []
+        if expected - observed:
+            parts.append(f"missing columns {sorted(expected - observed)}")
+        if observed - expected:
+            parts.append(f"unexpected extra columns {sorted(observed - expected)}")
+        return "table: " + ("; ".join(parts) or "column set differs")
+    if kind == "expect_table_row_count_to_be_between":
+        return f"table: {result.get('observed_value')} rows, expected between {kwargs.get('min_value')} and {kwargs.get('max_value')}"
+    if kind == "expect_column_values_to_not_be_null":
+        return f"{where}: null values{rows}"
+    if kind == "expect_column_values_to_be_unique":
+        return f"{where}: duplicated values{rows}"
+    if kind == "expect_column_values_to_be_of_type":
+        return f"{where}: wrong dtype {result.get('observed_value')!r}, expected {kwargs.get('type_')!r}"
+    if kind == "expect_column_values_to_be_between":
+        return f"{where}: values outside [{kwargs.get('min_value')}, {kwargs.get('max_value')}]{rows}"
+    if kind == "expect_column_values_to_be_in_set":
+        return f"{where}: values not in the allowed set{rows}"
+    return f"{where}: {kind} failed"
+
+
+def run_suite(
+    *, frame: pd.DataFrame, params: Params, docs_dir: Path | None = None, with_target: bool = True
+) -> ValidationOutcome:
+    """Run the suite on a frame; optionally build Data Docs into docs_dir.
+
+    with_target=False checks a production batch, whose labels arrive separately.
+    """
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    import great_expectations as gx
+
+    ctx = gx.get_context(mode="ephemeral")
+    batch = ctx.data_sources.add_pandas("raw").add_dataframe_asset("table").add_batch_definition_whole_dataframe("all")
+    suite = ctx.suites.add(build_suite(params=params, with_target=with_target))
+    definition = ctx.validation_definitions.add(gx.ValidationDefinition(name=SUITE_NAME, data=batch, suite=suite))
+    actions: list[Any] = []
+    if docs_dir is not None:
+        ctx.add_data_docs_site(
+            site_name="local",
+            site_config={
+                "class_name": "SiteBuilder",
+                "store_backend": {
+                    "class_name": "TupleFilesystemStoreBackend",
+                    "base_directory": str(docs_dir.resolve()),
+                },
+                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+            },
+        )
+        actions.append(gx.checkpoint.UpdateDataDocsAction(name="data_docs", site_names=["local"]))
+    checkpoint = ctx.checkpoints.add(
+        gx.Checkpoint(
+            name=SUITE_NAME,
+            validation_definitions=[definition],
+            actions=actions,
+            result_format={"result_format": "SUMMARY", "partial_unexpected_count": params.validation.example_values},
+        )
+    )
+    result = checkpoint.run(batch_parameters={"dataframe": frame})
+    failures: list[Failure] = []
+    evaluated = 0
+    for run in result.run_results.values():
+        for r in run.results:
+            evaluated += 1
+            if r.success:
+                continue
+            cfg = r.expectation_config
+            if cfg is None:
+                continue
+            kwargs = dict(cfg.kwargs)
+            column = kwargs.get("column")
+            if column is not None and column not in frame.columns:
+                # Reported once by the column-set expectation; the per-column ones only echo it.
+                continue
+            res = dict(r.result or {})
+            examples = list(res.get("partial_unexpected_list") or [])[: params.validation.example_values]
+            failures.append(Failure(cfg.type, column, _describe(cfg.type, column, res, kwargs), examples))
+    return ValidationOutcome(success=not failures, rows=len(frame), evaluated=evaluated, failures=failures)
+
+
+def render_markdown(outcome: ValidationOutcome, *, source: str) -> str:
+    verdict = "PASSED" if outcome.success else "FAILED"
+    lines = [
+        f"# Data validation: {verdict}",
+        "",
+        f"Source `{source}`: {outcome.rows} rows, {outcome.evaluated} expectations evaluated, "
+        f"{len(outcome.failures)} failed.",
+        "",
+    ]
+    if outcome.failures:
+        lines += ["| expectation | column | problem | examples |", "|---|---|---|---|"]
+        for f in outcome.failures:
+            examples = ", ".join(repr(e) for e in f.examples)
+            lines.append(f"| `{f.expectation}` | {f.column or '(table)'} | {f.message} | {examples} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+class ValidationFailed(RuntimeError):
+    """The data broke the suite; the message lists every failed expectation."""
+
+
+def main(*, params: Params, source: Path | None = None) -> ValidationOutcome:
+    """The validate stage: read, check, write the report; raise when the data is refused."""
+    from pipeline.core import io
+
+    source = source or params.data.raw
+    out_dir = params.paths.reports / "validation"
+    frame = io.read_table(source)
+    outcome = run_suite(frame=frame, params=params, docs_dir=out_dir / "data_docs")
+    io.write_json({"source": str(source), **outcome.as_dict()}, out_dir / "validation.json")
+    io.write_text(render_markdown(outcome, source=str(source)), out_dir / "validation.md")
+    if not outcome.success:
+        details = "\n".join(
+            f"  - {f.message}" + (f" (e.g. {', '.join(repr(e) for e in f.examples)})" if f.examples else "")
+            for f in outcome.failures
+        )
+        raise ValidationFailed(f"{source} failed validation:\n{details}\nReport: {out_dir / 'validation.md'}")
+    return outcome
