@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -98,9 +99,28 @@ def stop_group(proc: subprocess.Popen[Any], *, sig: signal.Signals = signal.SIGT
     """
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, sig)
-    try:
+    deadline = time.monotonic() + timeout
+    with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
+    # The parent can exit before its children have handled the signal: wait for them too, or
+    # a worker may still hold the port when the caller starts the next server.
+    while _live_members(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if proc.poll() is None or _live_members(proc.pid):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    proc.wait()
+
+
+def _live_members(pgid: int) -> list[int]:
+    """Pids in the process group that are not zombies (Linux /proc; elsewhere none are seen)."""
+    live = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text(encoding="ascii", errors="replace").rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # After the command name: state, ppid, pgrp.
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            live.append(int(stat.parent.name))
+    return live
