@@ -1,0 +1,108 @@
+"""Request inputs: the schema from params, the training profile and the humility flags."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model
+
+from pipeline.core.config import DataSection, HumilitySection, Params
+
+logger = logging.getLogger(__name__)
+
+FLAG_RANGE = "out_of_training_range:{column}"
+FLAG_CATEGORY = "unseen_category:{column}"
+FLAG_UNCERTAIN = "uncertain_score"
+
+
+@dataclass(frozen=True)
+class TrainingProfile:
+    """What the model saw in training: numeric ranges and the categories present."""
+
+    numeric: Mapping[str, tuple[float, float]]
+    categorical: Mapping[str, frozenset[str]]
+
+
+def training_profile(*, frame: pd.DataFrame, data: DataSection) -> TrainingProfile:
+    numeric = {c: (float(frame[c].min()), float(frame[c].max())) for c in data.numeric}
+    categorical = {c: frozenset(frame[c].dropna().astype(str).unique()) for c in data.categorical}
+    return TrainingProfile(numeric=numeric, categorical=categorical)
+
+
+def load_profile(*, params: Params) -> TrainingProfile:
+    """From the training split when prepared, else from the raw data it is cut from."""
+    from pipeline.core import io
+
+    path = params.paths.prepared / "train.parquet"
+    if not path.is_file():
+        logger.warning("%s not found: humility ranges come from %s", path, params.data.raw)
+        path = params.data.raw
+    return training_profile(frame=io.read_table(path), data=params.data)
+
+
+def probe_row(*, profile: TrainingProfile) -> dict[str, Any]:
+    """A row inside every training range, for checking a model scores before it serves."""
+    row: dict[str, Any] = {c: (low + high) / 2 for c, (low, high) in profile.numeric.items()}
+    row.update({c: min(seen) if seen else "" for c, seen in profile.categorical.items()})
+    return row
+
+
+def input_flags(*, row: Mapping[str, Any], profile: TrainingProfile) -> list[str]:
+    flags = [FLAG_RANGE.format(column=c) for c, (low, high) in profile.numeric.items() if not low <= row[c] <= high]
+    flags += [FLAG_CATEGORY.format(column=c) for c, seen in profile.categorical.items() if row[c] not in seen]
+    return flags
+
+
+def score_flags(*, score: float, humility: HumilitySection) -> list[str]:
+    low, high = humility.uncertain_band
+    return [FLAG_UNCERTAIN] if low <= score <= high else []
+
+
+def answer(*, score: float, flags: Sequence[str], threshold: float, humility: HumilitySection) -> tuple[int, bool]:
+    """(label, fallback used): a flagged prediction takes the fallback label when one is set."""
+    if flags and humility.fallback_label is not None:
+        return int(humility.fallback_label), True
+    return int(score >= threshold), False
+
+
+def _code(value: Any) -> Any:
+    # JSON clients often send codes as numbers; 16 and "16" mean the same ACS code.
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
+def request_model(*, data: DataSection, max_id_chars: int) -> type[BaseModel]:
+    """The request schema from params: numeric ranges and category code lists, nothing extra."""
+    forbid = ConfigDict(extra="forbid")
+    fields: dict[str, Any] = {}
+    for column, bounds in data.numeric.items():
+        fields[column] = (Annotated[float, Field(ge=bounds.min, le=bounds.max, allow_inf_nan=False, strict=True)], ...)
+    for column, codes in data.categorical.items():
+        fields[column] = (Annotated[Literal[codes], BeforeValidator(_code)], ...)
+    features = create_model("Features", __config__=forbid, **fields)
+    model: type[BaseModel] = create_model(
+        "PredictRequest",
+        __config__=forbid,
+        association_id=(str | None, Field(default=None, min_length=1, max_length=max_id_chars)),
+        features=(features, ...),
+    )
+    return model
+
+
+def field_errors(exc: ValidationError) -> list[dict[str, str]]:
+    return [
+        {"field": ".".join(str(p) for p in err["loc"]) or "(body)", "message": err["msg"], "type": err["type"]}
+        for err in exc.errors(include_url=False)
+    ]
+
+
+def to_frame(*, rows: Sequence[Mapping[str, Any]], data: DataSection) -> pd.DataFrame:
+    columns: dict[str, Any] = {c: np.fromiter((r[c] for r in rows), np.float64, len(rows)) for c in data.numeric}
+    columns.update({c: pd.array([r[c] for r in rows], dtype="str") for c in data.categorical})
+    return pd.DataFrame(columns)

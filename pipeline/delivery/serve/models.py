@@ -1,0 +1,207 @@
+"""Which models serve: registry or file sources, the routing snapshot and its checked reloads."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+
+from pipeline.core.config import DataSection, Params
+
+logger = logging.getLogger(__name__)
+
+STRATEGIES = ("none", "shadow", "canary")
+ERR_NO_MODEL = "no model is loaded yet: see /ready for the reason"
+
+
+class ServeError(ValueError):
+    """The service cannot start: no usable model source or configuration."""
+
+
+class LoadedModelLike(Protocol):
+    @property
+    def name(self) -> str: ...
+    @property
+    def version(self) -> str: ...
+    @property
+    def run_id(self) -> str | None: ...
+    @property
+    def model(self) -> Any: ...
+    @property
+    def signature_columns(self) -> Sequence[str]: ...
+
+
+@dataclass(frozen=True)
+class ServingState:
+    """What the registry says should serve in one environment."""
+
+    champion: str | None
+    challenger: str | None = None
+    strategy: str = "none"
+    traffic_share: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise ServeError(f"strategy must be one of {STRATEGIES}, not {self.strategy!r}")
+        if not 0 <= self.traffic_share <= 1:
+            raise ServeError(f"traffic_share must lie in [0, 1], not {self.traffic_share}")
+
+
+class ModelSource(Protocol):
+    def current_state(self) -> ServingState: ...
+
+    def load(self, version: str) -> LoadedModelLike: ...
+
+
+@dataclass(frozen=True)
+class LocalModel:
+    name: str
+    version: str
+    run_id: str | None
+    model: Any
+    signature_columns: list[str]
+
+
+def state_from_registry(state: Any) -> ServingState:
+    """Adapt the registry's DeploymentState (champion/challenger may carry a _version suffix)."""
+
+    def pick(*names: str) -> Any:
+        for name in names:
+            if hasattr(state, name):
+                return getattr(state, name)
+        return None
+
+    champion, challenger = pick("champion", "champion_version"), pick("challenger", "challenger_version")
+    return ServingState(
+        champion=None if champion is None else str(champion),
+        challenger=None if challenger is None else str(challenger),
+        strategy=str(pick("strategy") or "none"),
+        traffic_share=float(pick("traffic_share") or 0.0),
+    )
+
+
+class RegistrySource:
+    """Production wiring: aliases `<env>-champion` / `<env>-challenger` of the registered model."""
+
+    def __init__(self, *, params: Params, env: str) -> None:
+        from pipeline.core.tracking import connect
+
+        self.name = params.tracking.registered_model
+        self.env = env
+        connect(params.tracking)
+
+    def current_state(self) -> ServingState:
+        from pipeline.delivery import registry
+
+        return state_from_registry(registry.deployment_state(name=self.name, env=self.env))
+
+    def load(self, version: str) -> LoadedModelLike:
+        from pipeline.delivery import registry
+
+        loaded: LoadedModelLike = registry.load_model_version(name=self.name, version=version)
+        return loaded
+
+
+class FileSource:
+    """One model file as the only champion: local runs and benchmarks without a registry."""
+
+    def __init__(self, *, path: Path, name: str, features: Sequence[str]) -> None:
+        self.path, self.name, self.features = path, name, list(features)
+
+    def current_state(self) -> ServingState:
+        return ServingState(champion="local")
+
+    def load(self, version: str) -> LoadedModelLike:
+        from pipeline.core import io
+
+        return LocalModel(self.name, version, None, io.load_model(self.path), self.features)
+
+
+def bucket(association_id: str) -> float:
+    """A uniform number in [0, 1) fixed by the id: the same caller always lands on the same side."""
+    digest = hashlib.blake2b(association_id.encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2.0**64
+
+
+def assign_role(*, association_id: str, state: ServingState, has_challenger: bool) -> str:
+    if state.strategy == "canary" and has_challenger and bucket(association_id) < state.traffic_share:
+        return "challenger"
+    return "champion"
+
+
+@dataclass(frozen=True)
+class Routing:
+    """An immutable snapshot: swapping the reference is the atomic alias change."""
+
+    state: ServingState
+    champion: LoadedModelLike
+    challenger: LoadedModelLike | None
+
+
+class ModelManager:
+    """Holds the routing snapshot; `refresh` re-reads the source and swaps only when every
+    model of the new state loaded and passed its checks, so a failure never unloads anything.
+    """
+
+    def __init__(self, *, source: ModelSource, data: DataSection, probe: pd.DataFrame) -> None:
+        self.source, self.data, self.probe = source, data, probe
+        self.routing: Routing | None = None
+        self.problem: str | None = "models not loaded yet"
+        self.reloads = {"swapped": 0, "unchanged": 0, "failed": 0}
+        self._cache: dict[str, LoadedModelLike] = {}
+        self._lock = threading.Lock()
+
+    def _checked(self, version: str) -> LoadedModelLike:
+        if version in self._cache:
+            return self._cache[version]
+        loaded = self.source.load(version)
+        missing = sorted(set(self.data.features) - set(loaded.signature_columns))
+        extra = sorted(set(loaded.signature_columns) - set(self.data.features))
+        if missing or extra:
+            raise ServeError(f"signature does not match params data features (missing {missing}, extra {extra})")
+        proba = np.asarray(loaded.model.predict_proba(self.probe))
+        if proba.shape != (len(self.probe), 2) or not np.all((proba >= 0) & (proba <= 1)):
+            raise ServeError(f"predict_proba on a probe row returned {proba.shape}, not probabilities")
+        self._cache[version] = loaded
+        return loaded
+
+    def refresh(self) -> bool:
+        """True when the served state matches the source after this call."""
+        with self._lock:
+            try:
+                state = self.source.current_state()
+            except Exception as exc:  # any registry outage: keep serving what is loaded
+                self.problem = f"registry unreachable, keeping loaded models: {exc}"
+                self.reloads["failed"] += 1
+                logger.warning("%s", self.problem)
+                return False
+            if self.routing is not None and self.routing.state == state:
+                self.problem = None
+                self.reloads["unchanged"] += 1
+                return True
+            if state.champion is None:
+                self.problem = "the registry names no champion for this environment"
+                self.reloads["failed"] += 1
+                return False
+            wanted = [state.champion] + ([state.challenger] if state.challenger and state.strategy != "none" else [])
+            try:
+                models = [self._checked(v) for v in wanted]
+            except Exception as exc:  # a corrupt artifact must never replace a working one
+                failed = next(v for v in wanted if v not in self._cache)
+                self.problem = f"refused model version {failed}, keeping the loaded models: {exc}"
+                self.reloads["failed"] += 1
+                logger.error("%s", self.problem)
+                return False
+            self.routing = Routing(state, models[0], models[1] if len(models) > 1 else None)
+            self._cache = {v: self._cache[v] for v in wanted}
+            self.problem = None
+            self.reloads["swapped"] += 1
+            logger.info("serving %s", state)
+            return True
