@@ -1,0 +1,136 @@
+"""The human side of a drift check: the markdown report, its plots and the workflow outputs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pipeline.monitoring.drift.statistics import category_counts, numeric_values
+from pipeline.monitoring.drift.verdicts import NOT_ENOUGH_DATA, FeatureResult
+
+_PLOT_BINS = 30
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}g}" if abs(value) < 1e-3 else f"{value:.{digits}f}"
+
+
+def markdown_report(*, summary: Mapping[str, Any], features: Sequence[FeatureResult], plots: Mapping[str, str]) -> str:
+    """The human report: verdict first, then features by severity with links to their plots."""
+    data = summary["data_drift"]
+    lines = [f"# Drift check: **{summary['verdict']}**", ""]
+    lines.append(
+        f"- Data drift: **{data['verdict']}**"
+        + (f" ({', '.join(data['drifted_features'])})" if data["drifted_features"] else "")
+    )
+    if summary["prediction_drift"] is not None:
+        lines.append(f"- Prediction drift: **{summary['prediction_drift']['verdict']}**")
+    if summary["performance"] is not None:
+        perf = summary["performance"]
+        degraded = perf["overall"].get("degraded") or []
+        lines.append(
+            f"- Performance: **{perf['verdict']}**" + (f" ({', '.join(degraded)} dropped)" if degraded else "")
+        )
+    for feature, codes in data["unseen_categories"].items():
+        lines.append(f"- Unseen categories in `{feature}`: " + ", ".join(f"`{k}` ({v} rows)" for k, v in codes.items()))
+    settings = summary["settings"]
+    lines += [
+        "",
+        (
+            f"A feature drifts when its {settings['correction'].replace('_', '-')} corrected p-value is at most "
+            f"{settings['alpha']} and its effect size passes the threshold."
+        ),
+        "",
+        "| feature | verdict | effect | threshold | p (corrected) | PSI | rows | plot |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for f in features:
+        plot = f"[plot]({plots[f.feature]})" if f.feature in plots else ""
+        lines.append(
+            f"| `{f.feature}` | {f.verdict} | {f.effect_name} {_fmt(f.effect)} | {f.effect_threshold} | "
+            f"{_fmt(f.p_value_corrected)} | {_fmt(f.psi)} | {f.rows_current} | {plot} |"
+        )
+    pred = summary["prediction_drift"]
+    if pred is not None and pred["verdict"] != NOT_ENOUGH_DATA:
+        lines += [
+            "",
+            "## Predictions",
+            "",
+            (
+                f"Positive share {pred['positive_share_reference']:.3f} -> {pred['positive_share_current']:.3f}; "
+                f"score normalised Wasserstein {_fmt(pred['score_normalised_wasserstein'])}, "
+                f"KS p {_fmt(pred['score_p_value'])}."
+            ),
+        ]
+    perf = summary["performance"]
+    if perf is not None:
+        lines += ["", "## Performance", "", "| slice | rows | ROC AUC | accuracy | verdict |", "|---|---|---|---|---|"]
+        slices = [("overall", perf["overall"])] + [(f"period {k}", v) for k, v in perf.get("periods", {}).items()]
+        for name, row in slices:
+            lines.append(
+                f"| {name} | {row['rows']} | {_fmt(row.get('roc_auc'))} | {_fmt(row.get('accuracy'))} | "
+                f"{row['verdict']} |"
+            )
+        for feature, group_rows in perf["groups"].items():
+            for label, row in group_rows.items():
+                lines.append(
+                    f"| {feature} = {label} | {row['rows']} | {_fmt(row.get('roc_auc'))} | "
+                    f"{_fmt(row.get('accuracy'))} | {row.get('verdict', 'reported')} |"
+                )
+    return "\n".join(lines) + "\n"
+
+
+def plot_features(
+    *, reference: pd.DataFrame, current: pd.DataFrame, features: Sequence[FeatureResult], out_dir: Path, limit: int
+) -> dict[str, str]:
+    """Small reference-vs-current distribution plots for the most severe features."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plots: dict[str, str] = {}
+    (out_dir / "plots").mkdir(parents=True, exist_ok=True)
+    for f in [f for f in features if f.verdict != NOT_ENOUGH_DATA][:limit]:
+        fig, ax = plt.subplots(figsize=(4, 2.6), dpi=80)
+        if f.kind == "numeric":
+            ref, cur = numeric_values(series=reference[f.feature]), numeric_values(series=current[f.feature])
+            edges = np.histogram_bin_edges(ref, bins=_PLOT_BINS)
+            if np.all(ref == np.round(ref)):
+                # Whole numbers (ages): bins on integer boundaries, or bars alternate in height.
+                width = max(1.0, float(np.ceil((ref.max() - ref.min()) / _PLOT_BINS)))
+                edges = np.arange(ref.min() - 0.5, ref.max() + width, width)
+            ax.hist(ref, bins=edges.tolist(), density=True, alpha=0.5, label="reference")
+            ax.hist(cur, bins=edges.tolist(), density=True, alpha=0.5, label="current")
+        else:
+            table = pd.concat(
+                [
+                    category_counts(series=reference[f.feature]).rename("reference"),
+                    category_counts(series=current[f.feature]).rename("current"),
+                ],
+                axis=1,
+            ).fillna(0)
+            shares = (table / table.sum()).sort_index()
+            positions = np.arange(len(shares))
+            ax.bar(positions - 0.2, shares["reference"], width=0.4, label="reference")
+            ax.bar(positions + 0.2, shares["current"], width=0.4, label="current")
+            ax.set_xticks(positions, [str(i) for i in shares.index], fontsize=6)
+        ax.set_title(f"{f.feature}: {f.verdict}", fontsize=9)
+        ax.legend(fontsize=6)
+        fig.tight_layout()
+        relative = f"plots/{f.feature}.png"
+        fig.savefig(out_dir / relative, metadata={"Software": None})
+        plt.close(fig)
+        plots[f.feature] = relative
+    return plots
+
+
+def write_github_output(*, summary: Mapping[str, Any], path: Path | str) -> None:
+    """Expose the verdict to later workflow steps (GITHUB_OUTPUT's key=value lines)."""
+    with Path(path).open("a", encoding="utf-8") as fh:
+        fh.write(f"drift={'true' if summary['drift'] else 'false'}\n")
+        fh.write(f"verdict={summary['verdict']}\n")
