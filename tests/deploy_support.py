@@ -15,7 +15,8 @@ import pandas as pd
 
 from pipeline.core import io
 from pipeline.core.config import Params, load_params
-from pipeline.delivery import deploy, registry
+from pipeline.delivery import manifest as manifests
+from pipeline.delivery import registry, registry_client
 from pipeline.stages.train import MODEL_ARTIFACT, build_pipeline, model_requirements
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -103,7 +104,7 @@ def register_new(ws: Workspace, *, rows: int, offset: int) -> str:
 
 def write_manifest(ws: Workspace, env: str, **fields: object) -> Path:
     body = {"model": ws.params.tracking.registered_model, **fields}
-    path = ws.root / deploy.manifest_path(params=ws.params, env=env)
+    path = ws.root / manifests.manifest_path(params=ws.params, env=env)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(body), encoding="utf-8")  # JSON is YAML: the loader sees no difference
     return path
@@ -118,7 +119,7 @@ def commit_manifest(ws: Workspace, env: str, message: str, **fields: object) -> 
 
 def reset_deployments(ws: Workspace) -> None:
     """Remove every alias and deploy tag, so each test starts from an undeployed registry."""
-    client = registry.client(params=ws.params)
+    client = registry_client.client(params=ws.params)
     name = ws.params.tracking.registered_model
     model = client.get_registered_model(name)
     for alias in model.aliases or {}:

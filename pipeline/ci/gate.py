@@ -159,20 +159,20 @@ def decide(
 def find_champion(*, params: Params, champion_model: Path | None) -> Champion:
     """Production's champion from the deploy manifest, else the given model file, else none."""
     from pipeline.core import io
-    from pipeline.delivery import deploy
+    from pipeline.delivery import manifest as manifests
 
     try:
-        path = deploy.manifest_path(params=params, env=params.gate.champion_env)
-        manifest = deploy.load_manifest(params=params, env=params.gate.champion_env) if path.is_file() else None
-    except deploy.DeployError as exc:
+        path = manifests.manifest_path(params=params, env=params.gate.champion_env)
+        manifest = manifests.load_manifest(params=params, env=params.gate.champion_env) if path.is_file() else None
+    except manifests.DeployError as exc:
         raise GateInputError(f"gate.champion_env: {exc}") from exc
     if manifest is not None:
-        from pipeline.delivery import registry
+        from pipeline.delivery import artifacts, registry_client
 
         name, version = manifest.model, str(manifest.champion)
         try:
-            loaded = registry.load_model_version(name=name, version=version)
-        except registry.RegistryError as exc:
+            loaded = artifacts.load_model_version(name=name, version=version)
+        except registry_client.RegistryError as exc:
             if champion_model is None:
                 raise GateInputError(f"champion from {path}: {exc}") from exc
             # CI without access to the team's registry still compares against the base branch;

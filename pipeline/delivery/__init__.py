@@ -8,10 +8,24 @@ import lazy_loader
 
 __getattr__, __dir__, __all__ = lazy_loader.attach(
     __name__,
-    submodules=["canary", "deploy", "lineage", "loadgen", "registry", "serve", "service_smoke", "smoke"],
+    submodules=[
+        "artifacts",
+        "canary",
+        "deploy",
+        "lineage",
+        "loadgen",
+        "manifest",
+        "registry",
+        "registry_client",
+        "serve",
+        "service_smoke",
+        "smoke",
+    ],
     submod_attrs={
-        "registry": ["RegistryError", "load_model_version", "register", "resolve_alias"],
-        "deploy": ["DeployError", "Manifest"],
+        "registry_client": ["RegistryError"],
+        "artifacts": ["load_model_version"],
+        "registry": ["register", "resolve_alias"],
+        "manifest": ["DeployError", "Manifest"],
         "canary": ["CanaryInputError"],
         "smoke": ["SmokeFailed"],
         "service_smoke": ["ServiceSmokeFailed"],

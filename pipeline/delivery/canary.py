@@ -316,9 +316,9 @@ def analyze(
     out_dir: Path | None = None,
 ) -> Outcome:
     from pipeline.core import io, predlog
-    from pipeline.delivery import deploy
+    from pipeline.delivery import manifest as manifests
 
-    manifest = deploy.load_manifest(params=params, env=env)
+    manifest = manifests.load_manifest(params=params, env=env)
     out = (out_dir or params.canary.report_dir) / f"{env}.md"
     if manifest.challenger is None:
         text = f"# Canary analysis: {env}\n\n**Verdict: hold**\n\n- no challenger in the manifest: nothing to analyse\n"
@@ -336,7 +336,7 @@ def analyze(
         log=log,
         champion=str(manifest.champion),
         challenger=str(manifest.challenger),
-        guardrails=deploy.guardrails(manifest=manifest, params=params),
+        guardrails=manifests.guardrails(manifest=manifest, params=params),
         labels=labels,
         params=params,
     )
@@ -347,9 +347,11 @@ def analyze(
     changed = None
     if apply and verdict.decision != "hold":
         updated = (
-            deploy.promote(manifest=manifest) if verdict.decision == "promote" else deploy.rollback(manifest=manifest)
+            manifests.promote(manifest=manifest)
+            if verdict.decision == "promote"
+            else manifests.rollback(manifest=manifest)
         )
-        changed = deploy.write_manifest(manifest=updated, params=params, env=env)
+        changed = manifests.write_manifest(manifest=updated, params=params, env=env)
         logger.info("%s: manifest edited (%s)", changed, verdict.decision)
     return Outcome(verdict, out, changed, text)
 

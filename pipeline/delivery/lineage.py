@@ -8,7 +8,7 @@ import logging
 import subprocess
 from typing import TYPE_CHECKING, Any
 
-from pipeline.delivery import deploy, registry
+from pipeline.delivery import artifacts, deploy, registry, registry_client
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -34,8 +34,8 @@ def _git_commit_info(commit: str) -> dict[str, str]:
 def collect(*, params: Params, version: str, mlflow_client: MlflowClient | None = None) -> dict[str, Any]:
     """Everything known about one version, as plain data (the --json output)."""
     name = params.tracking.registered_model
-    mlflow_client = mlflow_client or registry.client(params=params)
-    mv = registry._model_version(mlflow_client, name=name, version=version)
+    mlflow_client = mlflow_client or registry_client.client(params=params)
+    mv = registry_client._model_version(mlflow_client, name=name, version=version)
     tags = dict(mv.tags or {})
     model = mlflow_client.get_registered_model(name)
     model_tags = dict(model.tags or {})
@@ -63,7 +63,7 @@ def collect(*, params: Params, version: str, mlflow_client: MlflowClient | None 
         "params": {k: v for k, v in sorted(tags.items()) if k.startswith("params.")},
         "environment": {k: v for k, v in sorted(tags.items()) if k.startswith(("env.", "dvc."))},
         "status": {check: tags.get(tag, registry.NOT_RUN) for check, tag in registry.STATUS_TAGS.items()},
-        "artifact_sha256": tags.get(registry.ARTIFACT_HASH_TAG),
+        "artifact_sha256": tags.get(artifacts.ARTIFACT_HASH_TAG),
         "registered": {"by": tags.get("registered.by"), "at": tags.get("registered.at")},
         "run": run,
         "deployments": sorted(deployments, key=lambda d: str(d.get("time"))),

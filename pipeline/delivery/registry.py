@@ -1,7 +1,8 @@
-"""MLflow Model Registry: register the current run's model with its lineage, load verified
-versions, resolve aliases and read the deployment state that `pipeline deploy apply` writes.
+"""MLflow Model Registry: register the current run's model with its lineage, resolve aliases and
+read the deployment state that `pipeline deploy apply` writes.
 
 Serving reads what to serve from here alone (aliases + registered-model tags), never from files.
+The shared client lives in `registry_client`, verified download and loading in `artifacts`.
 """
 
 from __future__ import annotations
@@ -15,13 +16,75 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from pipeline.delivery.artifacts import (
+    ARTIFACT_HASH_TAG,
+    ERR_HASH_MISMATCH,
+    ERR_NO_HASH,
+    LoadedModel,
+    _download,
+    load_model_version,
+    tree_sha256,
+    verify_version,
+)
+from pipeline.delivery.registry_client import (
+    ERR_UNKNOWN_VERSION,
+    FAIL_FAST_ENV,
+    RegistryError,
+    _error_code,
+    _not_found,
+    client,
+    fail_fast,
+)
 from pipeline.stages.train import MODEL_ARTIFACT
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
-    from sklearn.pipeline import Pipeline
 
     from pipeline.core.config import Params
+
+__all__ = [
+    "DVC_LOCK",
+    "DVC_LOCK_TAG",
+    "NOT_RUN",
+    "REGISTERED_REPORT",
+    "ROLES",
+    "RUN_ID_TAG",
+    "STATUS_TAGS",
+    "STRATEGIES",
+    "DeploymentState",
+    "Strategy",
+    "actor",
+    "alias",
+    "deployment_state",
+    "file_sha256",
+    "lineage_tags",
+    "refusals",
+    "register",
+    "registered_version",
+    "report_status",
+    "resolve_alias",
+    "share_tag",
+    "state_from",
+    "statuses",
+    "strategy_tag",
+    "utc_now",
+]
+# Re-exported for callers that reach them as registry.<name>; they live in artifacts and
+# registry_client since the split.
+__all__ += [
+    "ARTIFACT_HASH_TAG",
+    "ERR_HASH_MISMATCH",
+    "ERR_NO_HASH",
+    "ERR_UNKNOWN_VERSION",
+    "FAIL_FAST_ENV",
+    "LoadedModel",
+    "RegistryError",
+    "client",
+    "fail_fast",
+    "load_model_version",
+    "tree_sha256",
+    "verify_version",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -29,46 +92,12 @@ Strategy = Literal["none", "shadow", "canary"]
 STRATEGIES: tuple[Strategy, ...] = ("none", "shadow", "canary")
 ROLES = ("champion", "challenger")
 
-ARTIFACT_HASH_TAG = "artifact.sha256"
 RUN_ID_TAG = "run.id"
 STATUS_TAGS = {"validation": "status.validation", "fairness": "status.fairness", "gate": "status.gate"}
 NOT_RUN = "not-run"
 REGISTERED_REPORT = "registered.json"
 DVC_LOCK = "dvc.lock"
 DVC_LOCK_TAG = "dvc.lock.sha256"
-
-# Fail-fast defaults for commands: MLflow's own (7 retries, backoff 2, timeout 120 s) make an
-# unreachable server look like a hang for about four minutes. setdefault: the caller's values win.
-FAIL_FAST_ENV = {
-    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
-    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-    "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
-    # Downloads print a tqdm bar per file on stderr; our commands report what matters themselves.
-    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
-}
-
-ERR_UNKNOWN_VERSION = "model {name} version {version} does not exist in the registry at {uri}"
-ERR_NO_HASH = (
-    "model {name} version {version} has no artifact.sha256 tag: it was not registered by "
-    "`pipeline register`, so its content cannot be verified"
-)
-ERR_HASH_MISMATCH = (
-    "model {name} version {version}: the artifact's content hash {actual} no longer matches the "
-    "registered {expected}; the stored model was changed or damaged"
-)
-
-
-class RegistryError(ValueError):
-    """The registry refused a request, or holds something we will not serve."""
-
-
-@dataclass(frozen=True)
-class LoadedModel:
-    name: str
-    version: str
-    run_id: str
-    model: Pipeline
-    signature_columns: list[str]
 
 
 @dataclass(frozen=True)
@@ -90,125 +119,6 @@ def strategy_tag(env: str) -> str:
 
 def share_tag(env: str) -> str:
     return f"deploy.{env}.traffic_share"
-
-
-def fail_fast() -> None:
-    for key, value in FAIL_FAST_ENV.items():
-        os.environ.setdefault(key, value)
-
-
-def client(*, params: Params | None = None) -> MlflowClient:
-    """A registry client with fail-fast HTTP settings; with params, tracking is pointed at the
-    configured store first (MLFLOW_TRACKING_URI wins, as everywhere).
-    """
-    from pipeline.core.tracking import connect, mlflow_module
-
-    fail_fast()
-    if params is not None:
-        connect(params.tracking)
-    mlflow = mlflow_module()
-    return mlflow.MlflowClient()
-
-
-def _error_code(exc: Exception) -> str:
-    return str(getattr(exc, "error_code", ""))
-
-
-def _not_found(exc: Exception) -> bool:
-    # MLflow answers an unknown alias with INVALID_PARAMETER_VALUE, an unknown version or model
-    # with RESOURCE_DOES_NOT_EXIST.
-    return _error_code(exc) in {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"}
-
-
-# ---- content hash ---------------------------------------------------------------------------
-
-
-def tree_sha256(root: Path) -> str:
-    """One hash over every file below root (relative path + content), independent of walk order."""
-    digest = hashlib.sha256()
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        digest.update(path.relative_to(root).as_posix().encode())
-        digest.update(b"\0")
-        digest.update(hashlib.sha256(path.read_bytes()).hexdigest().encode())
-        digest.update(b"\n")
-    return digest.hexdigest()
-
-
-def _download(mlflow_client: MlflowClient, *, name: str, version: str, dst: Path) -> Path:
-    from pipeline.core.tracking import mlflow_module
-
-    mlflow = mlflow_module()
-    # The version's own storage location, not models:/name/version: that route adds a
-    # registered_model_meta file to the download, which would change the hash.
-    uri = mlflow_client.get_model_version_download_uri(name, version)
-    try:
-        return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dst)))
-    except Exception as exc:  # missing files surface as OSError or MlflowException
-        raise RegistryError(f"model {name} version {version}: cannot download its artifact from {uri}: {exc}") from exc
-
-
-def _model_version(mlflow_client: MlflowClient, *, name: str, version: str) -> Any:
-    try:
-        return mlflow_client.get_model_version(name, str(version))
-    except Exception as exc:
-        if _not_found(exc):
-            raise RegistryError(
-                ERR_UNKNOWN_VERSION.format(name=name, version=version, uri=mlflow_client.tracking_uri)
-            ) from exc
-        raise RegistryError(f"registry request for {name} version {version} failed: {exc}") from exc
-
-
-def verify_version(*, name: str, version: str, mlflow_client: MlflowClient | None = None) -> str:
-    """Check that a version exists and its artifact still hashes to its tag; returns the hash."""
-    mlflow_client = mlflow_client or client()
-    with tempfile.TemporaryDirectory(prefix="verify-") as tmp:
-        mv, _ = _verified_download(mlflow_client, name=name, version=str(version), dst=Path(tmp))
-    return str(mv.tags[ARTIFACT_HASH_TAG])
-
-
-def _verified_download(mlflow_client: MlflowClient, *, name: str, version: str, dst: Path) -> tuple[Any, Path]:
-    mv = _model_version(mlflow_client, name=name, version=version)
-    expected = (mv.tags or {}).get(ARTIFACT_HASH_TAG)
-    if not expected:
-        raise RegistryError(ERR_NO_HASH.format(name=name, version=version))
-    local = _download(mlflow_client, name=name, version=version, dst=dst)
-    actual = tree_sha256(local)
-    if actual != expected:
-        raise RegistryError(ERR_HASH_MISMATCH.format(name=name, version=version, actual=actual, expected=expected))
-    return mv, local
-
-
-def load_model_version(*, name: str, version: str) -> LoadedModel:
-    """Download, verify against artifact.sha256 and load one version (for serving).
-
-    Raises RegistryError for an unknown version, a hash mismatch or a damaged artifact.
-    """
-    import yaml
-
-    from pipeline.core.io import ModelFileError, load_model
-
-    mlflow_client = client()
-    with tempfile.TemporaryDirectory(prefix="model-") as tmp:
-        mv, local = _verified_download(mlflow_client, name=name, version=str(version), dst=Path(tmp))
-        try:
-            meta = yaml.safe_load((local / "MLmodel").read_text(encoding="utf-8"))
-            model_file = local / meta["flavors"]["sklearn"]["pickled_model"]
-            model = load_model(model_file)
-            columns = _signature_columns(local)
-        except (OSError, KeyError, TypeError, yaml.YAMLError, ModelFileError) as exc:
-            raise RegistryError(f"model {name} version {version}: damaged artifact: {exc}") from exc
-    return LoadedModel(
-        name=name, version=str(mv.version), run_id=str(mv.run_id or ""), model=model, signature_columns=columns
-    )
-
-
-def _signature_columns(local: Path) -> list[str]:
-    from mlflow.models import Model
-
-    signature = Model.load(str(local)).signature
-    if signature is None:
-        raise KeyError("the model has no input signature")
-    return [str(c) for c in signature.inputs.input_names()]
 
 
 # ---- aliases and deployment state -----------------------------------------------------------

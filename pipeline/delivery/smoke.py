@@ -82,9 +82,9 @@ def check(*, model: Pipeline, frame: pd.DataFrame, section: SmokeSection) -> dic
 def load(*, params: Params, model_path: Path | None, version: str | None) -> tuple[Pipeline, str]:
     """The model exactly as serving loads it: the registry (verified) for a version, else the file."""
     if version is not None:
-        from pipeline.delivery import registry
+        from pipeline.delivery import artifacts
 
-        loaded = registry.load_model_version(name=params.tracking.registered_model, version=version)
+        loaded = artifacts.load_model_version(name=params.tracking.registered_model, version=version)
         return loaded.model, f"{params.tracking.registered_model} version {loaded.version}"
     from pipeline.core import io
 

@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 
 from pipeline.cli import app
 from pipeline.core import io
-from pipeline.delivery import deploy, lineage, registry
+from pipeline.delivery import artifacts, deploy, lineage, registry, registry_client
+from pipeline.delivery import manifest as manifests
 from tests.deploy_support import (
     Workspace,
     commit_manifest,
@@ -57,17 +58,17 @@ def _state(ws: Workspace, env: str) -> registry.DeploymentState:
 
 def _versions(ws: Workspace) -> int:
     name = ws.params.tracking.registered_model
-    return len(registry.client(params=ws.params).search_model_versions(f"name = '{name}'"))
+    return len(registry_client.client(params=ws.params).search_model_versions(f"name = '{name}'"))
 
 
 def test_register_tags_lineage_and_is_idempotent(ws: Workspace) -> None:
     name = ws.params.tracking.registered_model
-    tags = registry.client(params=ws.params).get_model_version(name, "2").tags
+    tags = registry_client.client(params=ws.params).get_model_version(name, "2").tags
     assert tags["git.commit"] == git(ws.root, "rev-parse", "HEAD")
     assert tags["data.raw.md5"] == io.file_md5(Path(__file__).resolve().parents[2] / ws.params.data.raw)
     assert tags["status.validation"] == tags["status.fairness"] == "passed"
     assert tags["status.gate"] == registry.NOT_RUN
-    assert len(tags[registry.ARTIFACT_HASH_TAG]) == 64
+    assert len(tags[artifacts.ARTIFACT_HASH_TAG]) == 64
     before = _versions(ws)
     assert registry.register(params=ws.params, params_path=ws.params_path) == "2"
     assert _versions(ws) == before
@@ -83,7 +84,7 @@ def test_register_refuses_failed_checks_and_registers_nothing(
 ) -> None:
     io.write_json(body, ws.params.paths.reports / report)
     before = _versions(ws)
-    with pytest.raises(registry.RegistryError, match=message):
+    with pytest.raises(registry_client.RegistryError, match=message):
         registry.register(params=ws.params, params_path=ws.params_path)
     assert _versions(ws) == before
 
@@ -99,15 +100,15 @@ def test_cli_register_refuses_failed_fairness(ws: Workspace) -> None:
 
 
 def test_load_model_version_verifies_and_loads(ws: Workspace) -> None:
-    loaded = registry.load_model_version(name=ws.params.tracking.registered_model, version="1")
+    loaded = artifacts.load_model_version(name=ws.params.tracking.registered_model, version="1")
     assert loaded.signature_columns == list(ws.params.data.features)
     assert loaded.run_id
-    with pytest.raises(registry.RegistryError, match="version 99 does not exist"):
-        registry.load_model_version(name=ws.params.tracking.registered_model, version="99")
+    with pytest.raises(registry_client.RegistryError, match="version 99 does not exist"):
+        artifacts.load_model_version(name=ws.params.tracking.registered_model, version="99")
 
 
 def _artifact_file(ws: Workspace, version: str) -> Path:
-    client = registry.client(params=ws.params)
+    client = registry_client.client(params=ws.params)
     uri = client.get_model_version_download_uri(ws.params.tracking.registered_model, version)
     return Path(uri.removeprefix("file://")) / "model.skops"
 
@@ -121,10 +122,10 @@ def test_tampered_artifact_is_refused_everywhere(ws: Workspace) -> None:
     original = target.read_bytes()
     try:
         target.write_bytes(original[:-10] + b"0123456789")
-        with pytest.raises(deploy.DeployError, match="no longer matches"):
+        with pytest.raises(manifests.DeployError, match="no longer matches"):
             deploy.apply(params=ws.params, env="staging")
-        with pytest.raises(registry.RegistryError, match="no longer matches"):
-            registry.load_model_version(name=name, version="2")
+        with pytest.raises(registry_client.RegistryError, match="no longer matches"):
+            artifacts.load_model_version(name=name, version="2")
     finally:
         target.write_bytes(original)
     assert _state(ws, "staging").champion == "1"
@@ -134,7 +135,7 @@ def test_unknown_version_is_refused_and_nothing_moves(ws: Workspace) -> None:
     commit_manifest(ws, "production", "production v1", champion=1)
     deploy.apply(params=ws.params, env="production")
     write_manifest(ws, "production", champion=1, challenger=42, strategy="canary", traffic_share=0.2)
-    with pytest.raises(deploy.DeployError, match="version 42 does not exist"):
+    with pytest.raises(manifests.DeployError, match="version 42 does not exist"):
         deploy.apply(params=ws.params, env="production")
     assert _state(ws, "production") == registry.DeploymentState("1", None, "none", 0.0)
 
@@ -152,7 +153,7 @@ def test_plan_then_apply_is_idempotent(ws: Workspace) -> None:
     assert deploy.show_plan(params=ws.params, env="production")[1] == []
     second = deploy.apply(params=ws.params, env="production")
     assert (second.changes, second.record) == ([], None)
-    tags = registry.client(params=ws.params).get_registered_model(ws.params.tracking.registered_model).tags
+    tags = registry_client.client(params=ws.params).get_registered_model(ws.params.tracking.registered_model).tags
     assert len(deploy.history(tags=tags, env="production")) == 1
 
 
@@ -168,8 +169,8 @@ def test_concurrent_applies_never_leave_aliases_half_moved(ws: Workspace) -> Non
         "a": registry.DeploymentState("1", "2", "canary", 0.3),
         "b": registry.DeploymentState("2", "1", "shadow", 0.0),
     }
-    manifests = {
-        key: deploy.parse_manifest(
+    by_key = {
+        key: manifests.parse_manifest(
             text=json.dumps({"model": ws.params.tracking.registered_model, **body}), source=key, params=ws.params
         )
         for key, body in wanted.items()
@@ -180,7 +181,7 @@ def test_concurrent_applies_never_leave_aliases_half_moved(ws: Workspace) -> Non
     def run(key: str) -> None:
         try:
             barrier.wait()
-            deploy.apply_manifest(params=ws.params, env="production", manifest=manifests[key])
+            deploy.apply_manifest(params=ws.params, env="production", manifest=by_key[key])
         except BaseException as exc:
             errors.append(exc)
 
@@ -212,7 +213,7 @@ def test_lineage_shows_commit_data_and_apply_history(ws: Workspace) -> None:
     deploy.apply(params=ws.params, env="staging")
     data = lineage.collect(params=ws.params, version="2")
     text = lineage.render_markdown(data)
-    tags = registry.client(params=ws.params).get_model_version(ws.params.tracking.registered_model, "2").tags
+    tags = registry_client.client(params=ws.params).get_model_version(ws.params.tracking.registered_model, "2").tags
     assert f"`{tags['git.commit']}`" in text
     assert f"data.raw.md5: `{tags['data.raw.md5']}`" in text
     assert "| staging | champion | none |" in text
@@ -249,7 +250,7 @@ def test_cli_propose_edits_the_manifest(ws: Workspace) -> None:
         app, ["deploy", "propose", "--env", "production", "--version", "registered", "--strategy", "canary"]
     )
     assert result.exit_code == 0, result.output
-    manifest = deploy.load_manifest(params=ws.params, env="production")
+    manifest = manifests.load_manifest(params=ws.params, env="production")
     assert (manifest.challenger, manifest.traffic_share) == (2, ws.params.deploy.canary_share)
     again = runner.invoke(app, ["deploy", "propose", "--env", "production", "--version", "1"])
     assert "already" in again.output
@@ -276,7 +277,7 @@ def _with_lock_timeout(ws: Workspace, seconds: float) -> Workspace:
 
 def _hold_lock(ws: Workspace, *, env: str, expires: float) -> str:
     lock = deploy.LOCK_NAME.format(name=ws.params.tracking.registered_model, env=env)
-    registry.client(params=ws.params).create_registered_model(
+    registry_client.client(params=ws.params).create_registered_model(
         lock, tags={"token": "other", "holder": "someone", "expires": str(expires)}
     )
     return lock
@@ -286,11 +287,11 @@ def test_a_held_lock_makes_apply_wait_then_refuse(ws: Workspace) -> None:
     commit_manifest(ws, "staging", "staging v1", champion=1)
     lock = _hold_lock(ws, env="staging", expires=time.time() + 3600)
     try:
-        with pytest.raises(deploy.DeployError, match="another apply to staging holds the lock"):
+        with pytest.raises(manifests.DeployError, match="another apply to staging holds the lock"):
             deploy.apply(params=_with_lock_timeout(ws, 1).params, env="staging")
         assert _state(ws, "staging").champion is None
     finally:
-        registry.client(params=ws.params).delete_registered_model(lock)
+        registry_client.client(params=ws.params).delete_registered_model(lock)
 
 
 def test_a_stale_lock_left_by_a_crash_is_taken_over(ws: Workspace) -> None:
@@ -298,7 +299,7 @@ def test_a_stale_lock_left_by_a_crash_is_taken_over(ws: Workspace) -> None:
     lock = _hold_lock(ws, env="staging", expires=time.time() - 1)
     deploy.apply(params=_with_lock_timeout(ws, 5).params, env="staging")
     assert _state(ws, "staging").champion == "1"
-    names = [m.name for m in registry.client(params=ws.params).search_registered_models()]
+    names = [m.name for m in registry_client.client(params=ws.params).search_registered_models()]
     assert lock not in names
 
 
@@ -327,9 +328,13 @@ def test_cli_register_a_new_run(ws: Workspace) -> None:
         assert f"registered {ws.params.tracking.registered_model} version {version}" in result.output
         assert _versions(ws) == before + 1
         assert io.read_json(reports / registry.REGISTERED_REPORT)["version"] == version
-        tags = registry.client(params=ws.params).get_model_version(ws.params.tracking.registered_model, version).tags
+        tags = (
+            registry_client.client(params=ws.params)
+            .get_model_version(ws.params.tracking.registered_model, version)
+            .tags
+        )
         assert tags["status.fairness"] == "passed"
-        assert len(tags[registry.ARTIFACT_HASH_TAG]) == 64
+        assert len(tags[artifacts.ARTIFACT_HASH_TAG]) == 64
     finally:
         for name, body in saved.items():
             (reports / name).write_bytes(body)

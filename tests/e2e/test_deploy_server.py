@@ -11,7 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from pipeline.cli import app
-from pipeline.delivery import deploy, lineage, registry, service_smoke
+from pipeline.delivery import artifacts, deploy, lineage, registry, service_smoke
+from pipeline.delivery import manifest as manifests
 from tests.deploy_support import Workspace, commit_manifest, git, make_workspace, register_new
 
 pytestmark = pytest.mark.e2e
@@ -50,11 +51,11 @@ def test_register_apply_canary_revert_against_the_server(ws: Workspace) -> None:
     assert _state(ws, "production") == registry.DeploymentState(v1, v2, "canary", share)
     assert deploy.apply(params=ws.params, env="production").changes == []
 
-    served = registry.load_model_version(name=name, version=v2)
+    served = artifacts.load_model_version(name=name, version=v2)
     assert served.signature_columns == list(ws.params.data.features)
 
-    promoted = deploy.promote(manifest=deploy.load_manifest(params=ws.params, env="production"))
-    deploy.write_manifest(manifest=promoted, params=ws.params, env="production")
+    promoted = manifests.promote(manifest=manifests.load_manifest(params=ws.params, env="production"))
+    manifests.write_manifest(manifest=promoted, params=ws.params, env="production")
     git(ws.root, "commit", "-qam", f"production: promote v{v2}")
     promote_commit = git(ws.root, "rev-parse", "HEAD")
     deploy.apply(params=ws.params, env="production")

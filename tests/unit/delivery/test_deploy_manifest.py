@@ -10,13 +10,14 @@ import pytest
 
 from pipeline.core.config import Params
 from pipeline.delivery import deploy, registry, service_smoke
+from pipeline.delivery import manifest as manifests
 
 pytestmark = pytest.mark.unit
 
 
-def _parse(params: Params, **fields: object) -> deploy.Manifest:
+def _parse(params: Params, **fields: object) -> manifests.Manifest:
     body = {"model": params.tracking.registered_model, **fields}
-    return deploy.parse_manifest(text=json.dumps(body), source="deploy/test.yaml", params=params)
+    return manifests.parse_manifest(text=json.dumps(body), source="deploy/test.yaml", params=params)
 
 
 def test_valid_canary_manifest(params: Params) -> None:
@@ -54,30 +55,30 @@ def test_valid_canary_manifest(params: Params) -> None:
     ],
 )
 def test_bad_manifest_is_refused_with_the_field(params: Params, fields: dict[str, object], message: str) -> None:
-    with pytest.raises(deploy.DeployError, match=r"deploy/test\.yaml") as err:
+    with pytest.raises(manifests.DeployError, match=r"deploy/test\.yaml") as err:
         _parse(params, **fields)
     assert message in str(err.value)
 
 
 def test_other_model_name_is_refused(params: Params) -> None:
-    with pytest.raises(deploy.DeployError, match=r"is not params tracking\.registered_model"):
-        deploy.parse_manifest(text="model: other\nchampion: 1\n", source="m.yaml", params=params)
+    with pytest.raises(manifests.DeployError, match=r"is not params tracking\.registered_model"):
+        manifests.parse_manifest(text="model: other\nchampion: 1\n", source="m.yaml", params=params)
 
 
 @pytest.mark.parametrize("text", ["champion: [1", "- 1\n- 2\n"], ids=["bad-yaml", "not-a-mapping"])
 def test_unreadable_manifest_is_refused(params: Params, text: str) -> None:
-    with pytest.raises(deploy.DeployError, match=r"m\.yaml"):
-        deploy.parse_manifest(text=text, source="m.yaml", params=params)
+    with pytest.raises(manifests.DeployError, match=r"m\.yaml"):
+        manifests.parse_manifest(text=text, source="m.yaml", params=params)
 
 
 def test_unknown_environment_is_refused(params: Params) -> None:
-    with pytest.raises(deploy.DeployError, match="unknown environment 'qa'"):
-        deploy.manifest_path(params=params, env="qa")
+    with pytest.raises(manifests.DeployError, match="unknown environment 'qa'"):
+        manifests.manifest_path(params=params, env="qa")
 
 
 def test_guardrails_fall_back_to_params(params: Params) -> None:
     manifest = _parse(params, champion=1, guardrails={"min_requests": 7})
-    effective = deploy.guardrails(manifest=manifest, params=params)
+    effective = manifests.guardrails(manifest=manifest, params=params)
     assert effective.min_requests == 7
     assert effective.max_error_rate == params.deploy.guardrails.max_error_rate
 
@@ -109,21 +110,21 @@ def test_withdrawing_a_challenger_stops_routing_first(params: Params) -> None:
 
 def test_propose_promote_rollback(params: Params) -> None:
     base = _parse(params, champion=1)
-    canary = deploy.propose(manifest=base, version=2, strategy="canary", share=params.deploy.canary_share)
+    canary = manifests.propose(manifest=base, version=2, strategy="canary", share=params.deploy.canary_share)
     assert (canary.challenger, canary.traffic_share) == (2, params.deploy.canary_share)
-    assert deploy.propose(manifest=base, version=1, strategy="canary", share=0.5) == base
-    promoted = deploy.promote(manifest=canary)
+    assert manifests.propose(manifest=base, version=1, strategy="canary", share=0.5) == base
+    promoted = manifests.promote(manifest=canary)
     assert (promoted.champion, promoted.challenger, promoted.strategy) == (2, None, "none")
-    assert deploy.rollback(manifest=canary) == base
-    with pytest.raises(deploy.DeployError, match="no challenger"):
-        deploy.promote(manifest=base)
+    assert manifests.rollback(manifest=canary) == base
+    with pytest.raises(manifests.DeployError, match="no challenger"):
+        manifests.promote(manifest=base)
 
 
 def test_rendered_manifest_round_trips(params: Params) -> None:
     manifest = _parse(params, champion=4, challenger=5, strategy="shadow", guardrails={"min_accuracy": 0.8})
-    text = deploy.render_manifest(manifest=manifest, env="staging")
+    text = manifests.render_manifest(manifest=manifest, env="staging")
     assert text.startswith("# Desired state of the staging deployment")
-    assert deploy.parse_manifest(text=text, source="x", params=params) == manifest
+    assert manifests.parse_manifest(text=text, source="x", params=params) == manifest
 
 
 def test_state_from_registry_aliases_and_tags() -> None:
