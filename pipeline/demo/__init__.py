@@ -6,8 +6,9 @@ import lazy_loader
 
 __getattr__, __dir__, __all__ = lazy_loader.attach(
     __name__,
-    submodules=["loop"],
+    submodules=["loop", "service", "timeline", "workspace"],
     submod_attrs={
-        "loop": ["DemoError", "run"],
+        "loop": ["run"],
+        "workspace": ["DemoError"],
     },
 )

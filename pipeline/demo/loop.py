@@ -1,25 +1,14 @@
-"""`pipeline demo`: the whole loop on one machine, offline, in a temporary git repository.
-
-Train on 2015, register and deploy the champion, send 2016-2018 through the service in monthly
-slices (labels arrive a quarter later), check drift every quarter, then feed slices with
-simulated drift until the check fires and labelled performance drops; retrain on a branch with
-its pull-request body, run the CI gate, canary the new version with traffic, promote it and
-print its lineage. Every step calls the project's own modules; the pure pieces (slicing, the
-timeline, plot data) are separate functions with their own tests.
-"""
+"""The demo's loop: a 2015 model, 2016-2018 traffic with labels a quarter late, drift, retrain, CI, canary, promote."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import os
 import shutil
-import subprocess
 import tempfile
-import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,287 +17,35 @@ import numpy as np
 import pandas as pd
 
 from pipeline.core.config import Params
+from pipeline.demo.service import ENV, InProcessService
+from pipeline.demo.timeline import (
+    QUARTER,
+    Check,
+    Event,
+    check_line,
+    condense,
+    monthly_slices,
+    period_name,
+    plot_data,
+    render_timeline,
+    report_markdown,
+)
+from pipeline.demo.workspace import ERR_STEP, DemoError, commit, copy_template, git, inside, set_retrain_scale
 
 logger = logging.getLogger(__name__)
 
-ENV = "production"
-MONTHS = 12
-QUARTER = 3
 # Real years first, then this many quarters at most of simulated drift before giving up.
 MAX_DRIFT_QUARTERS = 4
-CONCURRENCY = 64
 # The canary judges p99 latency: few requests in flight, so latency is service time, not queueing.
 CANARY_CONCURRENCY = 8
 # Canary requests as a multiple of what gives the challenger its minimum number of requests.
 CANARY_TRAFFIC_FACTOR = 2.5
-FLUSH_TIMEOUT_SECONDS = 30.0
 REAL_YEARS = ("2016", "2017", "2018")
 RETRAIN_BRANCH = "retrain/drift"
 
-ERR_NO_TEMPLATE = "{path}: not a checkout of the template (no params.yaml or dvc.yaml); run from the project root"
 ERR_NO_BATCH = "{path}: production batch not found; the demo replays data/production/<year>_features/_labels"
 ERR_ROWS = "--rows-per-slice must be at least {minimum} (a quarter must reach params drift.min_rows), not {rows}"
 ERR_NEVER_FIRED = "the simulated drift never made the check fire in {quarters} quarters"
-ERR_STEP = "demo step {step!r} failed: {detail}"
-
-
-class DemoError(RuntimeError):
-    """A step of the demo failed; the message names it."""
-
-
-# --------------------------------------------------------------------------- pure pieces
-
-
-def monthly_slices(*, frame: pd.DataFrame, rows_per_slice: int, seed: int, months: int = MONTHS) -> list[pd.DataFrame]:
-    """A seeded sample of one year's rows cut into `months` equal slices (fewer rows if the year is short)."""
-    rng = np.random.default_rng(seed)
-    take = min(len(frame), rows_per_slice * months)
-    picked = rng.choice(len(frame), size=take, replace=False)
-    return [frame.iloc[np.sort(part)].reset_index(drop=True) for part in np.array_split(picked, months)]
-
-
-def period_name(*, year: str, month: int) -> str:
-    return f"{year}-{month:02d}"
-
-
-@dataclass(frozen=True)
-class Event:
-    when: str
-    phase: str
-    what: str
-
-
-def render_timeline(events: Sequence[Event]) -> str:
-    """Plain aligned lines: when, phase, what happened."""
-    if not events:
-        return ""
-    width_when = max(len(e.when) for e in events)
-    width_phase = max(len(e.phase) for e in events)
-    return "\n".join(f"{e.when:<{width_when}}  {e.phase:<{width_phase}}  {e.what}" for e in events) + "\n"
-
-
-@dataclass(frozen=True)
-class Check:
-    """One quarterly drift check, condensed from its drift.json."""
-
-    quarter: str
-    simulated: bool
-    verdict: str
-    data_verdict: str
-    drifted: tuple[str, ...]
-    max_severity: float
-    performance_verdict: str | None
-    roc_auc: float | None
-    accuracy: float | None
-    labelled_rows: int
-
-
-def condense(*, quarter: str, simulated: bool, summary: Mapping[str, Any]) -> Check:
-    """The figures the timeline and the plots need from one drift.json."""
-    data = summary["data_drift"]
-    severities = [f["severity"] for f in data["features"].values() if f.get("effect") is not None]
-    perf = summary.get("performance") or {}
-    overall = perf.get("overall") or {}
-    return Check(
-        quarter=quarter,
-        simulated=simulated,
-        verdict=summary["verdict"],
-        data_verdict=data["verdict"],
-        drifted=tuple(data["drifted_features"]),
-        max_severity=float(max(severities, default=0.0)),
-        performance_verdict=perf.get("verdict"),
-        roc_auc=overall.get("roc_auc"),
-        accuracy=overall.get("accuracy"),
-        labelled_rows=int(overall.get("rows", 0)),
-    )
-
-
-def plot_data(checks: Sequence[Check]) -> dict[str, list[Any]]:
-    """Series for the report's plots: drift severity and labelled performance per quarter."""
-    return {
-        "quarter": [c.quarter for c in checks],
-        "max_severity": [c.max_severity for c in checks],
-        "roc_auc": [np.nan if c.roc_auc is None else c.roc_auc for c in checks],
-        "accuracy": [np.nan if c.accuracy is None else c.accuracy for c in checks],
-        "simulated": [c.simulated for c in checks],
-    }
-
-
-def check_line(check: Check) -> str:
-    perf = (
-        f"; labelled ROC AUC {check.roc_auc:.3f} on {check.labelled_rows} rows ({check.performance_verdict})"
-        if check.roc_auc is not None
-        else "; no labels yet"
-    )
-    drifted = f" ({', '.join(check.drifted)})" if check.drifted else ""
-    return (
-        f"drift check: {check.verdict}; data {check.data_verdict}{drifted}, max severity {check.max_severity:.2f}{perf}"
-    )
-
-
-def report_markdown(
-    *, events: Sequence[Event], checks: Sequence[Check], plots: Mapping[str, str], extras: Mapping[str, str]
-) -> str:
-    lines = ["# Demo: drift, retraining and rollout on one machine", ""]
-    for title, path in plots.items():
-        lines += [f"![{title}]({path})", ""]
-    lines += [
-        "## Quarterly checks",
-        "",
-        "| quarter | simulated | verdict | drifted features | max severity | labelled ROC AUC | accuracy |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for c in checks:
-        auc = "-" if c.roc_auc is None else f"{c.roc_auc:.3f}"
-        acc = "-" if c.accuracy is None else f"{c.accuracy:.3f}"
-        lines.append(
-            f"| {c.quarter} | {'yes' if c.simulated else 'no'} | {c.verdict} | {', '.join(c.drifted) or '-'} | "
-            f"{c.max_severity:.2f} | {auc} | {acc} |"
-        )
-    lines += ["", "## Timeline", "", "```", render_timeline(events).rstrip(), "```", ""]
-    for title, text in extras.items():
-        lines += [f"## {title}", "", text.rstrip(), ""]
-    return "\n".join(lines)
-
-
-# --------------------------------------------------------------------------- I/O edge
-
-
-def _git(repo: Path, *args: str) -> str:
-    result = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        raise DemoError(ERR_STEP.format(step=f"git {' '.join(args)}", detail=result.stderr.strip()))
-    return result.stdout
-
-
-def copy_template(*, source: Path, dest: Path, sample_rows: int) -> None:
-    """The template's tracked and new files (not tests, benchmarks or production data) in a fresh repo."""
-    if not (source / "params.yaml").is_file() or not (source / "dvc.yaml").is_file():
-        raise DemoError(ERR_NO_TEMPLATE.format(path=source))
-    listed = _git(source, "ls-files", "--cached", "--others", "--exclude-standard", "-z")
-    for rel in (Path(p) for p in listed.split("\0") if p):
-        if rel.parts[0] in {"tests", "benchmarks"} or rel.parts[:2] == ("data", "production"):
-            continue
-        if not (source / rel).is_file():
-            continue
-        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(source / rel, dest / rel)
-    params_file = dest / "params.yaml"
-    text = params_file.read_text(encoding="utf-8")
-    params_file.write_text(text.replace("sample_rows: 0", f"sample_rows: {sample_rows}", 1), encoding="utf-8")
-    for args in (
-        ("init", "-q", "-b", "main"),
-        ("config", "user.email", "demo@example.invalid"),
-        ("config", "user.name", "demo"),
-        ("add", "-A"),
-        ("commit", "-qm", "template"),
-    ):
-        _git(dest, *args)
-
-
-def _set_retrain_scale(*, params_path: Path, min_rows: int, max_periods: int) -> None:
-    # The demo runs at a small scale: its temporary copy asks for as many labels as it sends.
-    import re
-
-    text = params_path.read_text(encoding="utf-8")
-    text = re.sub(r"(?m)^(\s+min_labelled_rows:).*$", rf"\g<1> {min_rows}", text)
-    text = re.sub(r"(?m)^(\s+max_periods:).*$", rf"\g<1> {max_periods}", text)
-    params_path.write_text(text, encoding="utf-8")
-
-
-def _commit(repo: Path, message: str, *paths: str) -> None:
-    _git(repo, "add", "-A", *paths)
-    if _git(repo, "status", "--porcelain"):
-        _git(repo, "commit", "-qm", message)
-
-
-class InProcessService:
-    """The real service app on its own event-loop thread, for the lifetime of one deployment state.
-
-    Requests go through the ASGI app (validation, routing, batching, prediction log) without a
-    socket; CONCURRENCY requests are in flight at once so the batcher scores them together.
-    """
-
-    def __init__(self, *, params: Params, log_path: Path, concurrency: int = CONCURRENCY) -> None:
-        from pipeline.core import predlog
-        from pipeline.delivery import serve
-
-        log = params.serve.log
-        self.params = params
-        self.writer = predlog.LogWriter(
-            store=predlog.open_store(str(log_path)),
-            flush_rows=log.flush_rows,
-            flush_seconds=log.flush_seconds,
-            queue_rows=log.queue_rows,
-        )
-        self.app = serve.create_app(
-            params=params,
-            env=ENV,
-            source=serve.RegistrySource(params=params, env=ENV),
-            profile=serve.load_profile(params=params),
-            writer=self.writer,
-            poll=False,
-        )
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, name="demo-service", daemon=True)
-        self.stack = contextlib.AsyncExitStack()
-        self.client: Any = None
-        self.sent = 0
-        self.concurrency = concurrency
-
-    def _run(self, coroutine: Any) -> Any:
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
-
-    async def _start(self) -> None:
-        import httpx
-
-        await self.stack.enter_async_context(self.app.router.lifespan_context(self.app))
-        transport = httpx.ASGITransport(app=self.app)
-        self.client = await self.stack.enter_async_context(
-            httpx.AsyncClient(transport=transport, base_url="http://demo")
-        )
-
-    def __enter__(self) -> InProcessService:
-        self.thread.start()
-        self._run(self._start())
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        # Closing the lifespan flushes and closes the prediction log.
-        self._run(self.stack.aclose())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join()
-        self.loop.close()
-
-    async def _send(self, rows: pd.DataFrame) -> dict[int, int]:
-        params = self.params
-        features = list(params.data.features)
-        id_column = params.base.id_column
-        numeric = set(params.data.numeric)
-        statuses: dict[int, int] = {}
-        limit = asyncio.Semaphore(self.concurrency)
-
-        async def one(record: Mapping[Any, Any]) -> None:
-            body = {
-                "association_id": str(record[id_column]),
-                "features": {k: (float(record[k]) if k in numeric else str(record[k])) for k in features},
-            }
-            async with limit:
-                response = await self.client.post("/predict", json=body)
-            statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
-
-        await asyncio.gather(*(one(r) for r in rows[[id_column, *features]].to_dict("records")))
-        return statuses
-
-    def send(self, rows: pd.DataFrame) -> dict[int, int]:
-        """Send the rows; return once their answers are in the prediction log."""
-        statuses = self._run(self._send(rows))
-        self.sent += len(rows)
-        deadline = time.monotonic() + FLUSH_TIMEOUT_SECONDS
-        stats = self.writer.stats
-        while stats.written + stats.dropped < self.sent and time.monotonic() < deadline:
-            time.sleep(0.05)
-        return statuses
 
 
 @dataclass
@@ -451,16 +188,6 @@ def _plots(*, checks: Sequence[Check], out_dir: Path) -> dict[str, str]:
     return out
 
 
-@contextlib.contextmanager
-def _inside(path: Path) -> Iterator[None]:
-    previous = Path.cwd()
-    os.chdir(path)
-    try:
-        yield
-    finally:
-        os.chdir(previous)
-
-
 def run(
     *, source: Path, out_dir: Path, rows_per_slice: int, sample_rows: int, workdir: Path | None = None
 ) -> dict[str, Any]:
@@ -493,18 +220,18 @@ def run(
     os.environ.pop("PREDICTION_LOG_URL", None)
     copy_template(source=source, dest=repo, sample_rows=sample_rows)
     started = time.monotonic()
-    with _inside(repo):
+    with inside(repo):
         params_path = Path("params.yaml")
         # Retraining needs at least two quarters of labels; the window keeps the last three quarters.
-        _set_retrain_scale(params_path=params_path, min_rows=2 * QUARTER * rows_per_slice, max_periods=3 * QUARTER)
-        _commit(repo, "Demo scale: labelled rows needed for retraining")
+        set_retrain_scale(params_path=params_path, min_rows=2 * QUARTER * rows_per_slice, max_periods=3 * QUARTER)
+        commit(repo=repo, message="Demo scale: labelled rows needed for retraining")
         params = load_params(params_path)
         loop = Loop(repo=repo, params=params, log_path=repo / "logs" / "demo.db", out_dir=out_dir)
         loop.next_id = int(pd.read_parquet(params.data.raw)[params.base.id_column].max()) + 1
         scope = f"a {sample_rows}-row sample of 2015" if sample_rows else "all of 2015"
         loop.note("2015", "train", f"repo {repo}; dvc repro on {scope}")
         runner.reproduce()
-        _commit(repo, "Train the first model")
+        commit(repo=repo, message="Train the first model")
         version = registry.register(params=params, params_path=params_path)
         deploy.apply(params=params, env=ENV)
         loop.note("2015", "deploy", f"registered version {version}; deploy apply {ENV} (champion {version})")
@@ -557,7 +284,7 @@ def run(
         when = loop.checks[-1].quarter
         # The labels of the newest quarter arrive before retraining: they show the new world best.
         _labels_arrive(loop, names=[n for n, _ in loop.sent[-QUARTER:]])
-        _git(repo, "checkout", "-qb", RETRAIN_BRANCH)
+        git("checkout", "-qb", RETRAIN_BRANCH, repo=repo)
         result = retrain.run(params=params, params_path=params_path, drift_path=Path("drift.json"))
         body = Path(result["body"]).read_text(encoding="utf-8")
         loop.note(
@@ -569,21 +296,21 @@ def run(
         )
         message = out_dir / "pr_body.md"
         io.write_text(body, message)
-        _git(repo, "add", "-A")
-        _git(repo, "commit", "-q", "-F", str(message))
-        loop.note(when, "PR", f"branch {RETRAIN_BRANCH}: {_git(repo, 'log', '--oneline', '-1').strip()}")
+        git("add", "-A", repo=repo)
+        git("commit", "-q", "-F", str(message), repo=repo)
+        loop.note(when, "PR", f"branch {RETRAIN_BRANCH}: {git('log', '--oneline', '-1', repo=repo).strip()}")
         failed = ci.run(params_path=params_path, base="main", out=out_dir / "pr_report.md", lint=False)
         if failed:
             raise DemoError(ERR_STEP.format(step="ci", detail=", ".join(failed)))
         loop.note(when, "CI", "pipeline, smoke, champion fetch (main), gate and report: all passed")
-        _commit(repo, "CI reports")
-        _git(repo, "checkout", "-q", "main")
-        _git(repo, "merge", "-q", "--no-ff", "-m", "Merge the retraining pull request", RETRAIN_BRANCH)
+        commit(repo=repo, message="CI reports")
+        git("checkout", "-q", "main", repo=repo)
+        git("merge", "-q", "--no-ff", "-m", "Merge the retraining pull request", RETRAIN_BRANCH, repo=repo)
         params = load_params(params_path)
         loop.params = params
         new_version = registry.register(params=params, params_path=params_path)
         deploy.propose_version(params=params, env=ENV, version=new_version, strategy="canary", share=None)
-        _commit(repo, f"Canary version {new_version} in {ENV}")
+        commit(repo=repo, message=f"Canary version {new_version} in {ENV}")
         deploy.apply(params=params, env=ENV)
         loop.note(
             when,
@@ -607,7 +334,7 @@ def run(
         loop.note(when, "canary", canary.summary_line(outcome))
         if decision != "promote":
             raise DemoError(ERR_STEP.format(step="canary", detail=outcome.text))
-        _commit(repo, f"Promote version {new_version} in {ENV} (canary verdict)")
+        commit(repo=repo, message=f"Promote version {new_version} in {ENV} (canary verdict)")
         deploy.apply(params=params, env=ENV)
         state = registry.deployment_state(name=params.tracking.registered_model, env=ENV)
         loop.note(when, "promote", f"deploy apply {ENV}: champion is now version {state.champion}")

@@ -8,7 +8,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from pipeline.demo import loop as demo
+from pipeline.demo import loop, timeline, workspace
 from tests.conftest import REPO_ROOT
 
 pytestmark = pytest.mark.unit
@@ -16,28 +16,28 @@ pytestmark = pytest.mark.unit
 
 def test_monthly_slices_are_disjoint_seeded_and_equal() -> None:
     frame = pd.DataFrame({"id": range(1000), "x": range(1000)})
-    slices = demo.monthly_slices(frame=frame, rows_per_slice=50, seed=1)
-    assert len(slices) == demo.MONTHS
+    slices = timeline.monthly_slices(frame=frame, rows_per_slice=50, seed=1)
+    assert len(slices) == timeline.MONTHS
     assert {len(s) for s in slices} == {50}
     ids = pd.concat(slices)["id"]
     assert ids.is_unique
-    again = demo.monthly_slices(frame=frame, rows_per_slice=50, seed=1)
+    again = timeline.monthly_slices(frame=frame, rows_per_slice=50, seed=1)
     assert all(a.equals(b) for a, b in zip(slices, again, strict=True))
-    assert not slices[0].equals(demo.monthly_slices(frame=frame, rows_per_slice=50, seed=2)[0])
+    assert not slices[0].equals(timeline.monthly_slices(frame=frame, rows_per_slice=50, seed=2)[0])
 
 
 def test_short_year_gives_smaller_slices() -> None:
     frame = pd.DataFrame({"id": range(30)})
-    slices = demo.monthly_slices(frame=frame, rows_per_slice=50, seed=0)
+    slices = timeline.monthly_slices(frame=frame, rows_per_slice=50, seed=0)
     assert sum(len(s) for s in slices) == 30
-    assert demo.period_name(year="2016", month=3) == "2016-03"
+    assert timeline.period_name(year="2016", month=3) == "2016-03"
 
 
 def test_timeline_is_aligned() -> None:
-    events = [demo.Event("2016Q1", "monitor", "quiet"), demo.Event("2019Q2", "retrain", "new table")]
-    lines = demo.render_timeline(events).splitlines()
+    events = [timeline.Event("2016Q1", "monitor", "quiet"), timeline.Event("2019Q2", "retrain", "new table")]
+    lines = timeline.render_timeline(events).splitlines()
     assert lines == ["2016Q1  monitor  quiet", "2019Q2  retrain  new table"]
-    assert demo.render_timeline([]) == ""
+    assert timeline.render_timeline([]) == ""
 
 
 def _summary(*, verdict: str, effects: list[float | None], perf: dict[str, Any] | None) -> dict[str, Any]:
@@ -55,10 +55,10 @@ def _summary(*, verdict: str, effects: list[float | None], perf: dict[str, Any] 
 
 
 def test_condense_and_plot_data() -> None:
-    quiet = demo.condense(
+    quiet = timeline.condense(
         quarter="2016Q1", simulated=False, summary=_summary(verdict="no drift", effects=[0.02, None], perf=None)
     )
-    loud = demo.condense(
+    loud = timeline.condense(
         quarter="2019Q2",
         simulated=True,
         summary=_summary(
@@ -71,15 +71,15 @@ def test_condense_and_plot_data() -> None:
     assert quiet.roc_auc is None
     assert loud.drifted == ("f0",)
     assert loud.labelled_rows == 600
-    data = demo.plot_data([quiet, loud])
+    data = timeline.plot_data([quiet, loud])
     assert data["quarter"] == ["2016Q1", "2019Q2"]
     assert math.isnan(data["roc_auc"][0])
     assert data["roc_auc"][1] == 0.84
     assert data["simulated"] == [False, True]
-    assert "no labels yet" in demo.check_line(quiet)
-    assert "ROC AUC 0.840 on 600 rows (drift)" in demo.check_line(loud)
-    report = demo.report_markdown(
-        events=[demo.Event("2016Q1", "monitor", "quiet")],
+    assert "no labels yet" in timeline.check_line(quiet)
+    assert "ROC AUC 0.840 on 600 rows (drift)" in timeline.check_line(loud)
+    report = timeline.report_markdown(
+        events=[timeline.Event("2016Q1", "monitor", "quiet")],
         checks=[quiet, loud],
         plots={"Drift": "max_severity.png"},
         extras={"Lineage": "version 2"},
@@ -90,10 +90,17 @@ def test_condense_and_plot_data() -> None:
 
 
 def test_too_small_slices_are_refused(tmp_path: Any) -> None:
-    with pytest.raises(demo.DemoError, match="--rows-per-slice must be at least"):
-        demo.run(source=demo_root(), out_dir=tmp_path, rows_per_slice=1, sample_rows=100)
+    with pytest.raises(workspace.DemoError, match="--rows-per-slice must be at least"):
+        loop.run(source=demo_root(), out_dir=tmp_path, rows_per_slice=1, sample_rows=100)
 
 
 def demo_root() -> Any:
 
     return REPO_ROOT
+
+
+def test_the_package_face_and_the_loop_export_the_same_entry_points() -> None:
+    import pipeline.demo
+
+    assert pipeline.demo.run is loop.run
+    assert pipeline.demo.DemoError is loop.DemoError is workspace.DemoError
