@@ -11,7 +11,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict
 
 from pipeline.core.config import ConfigError, Params
-from pipeline.stages.fairness import _fmt
+from pipeline.stages.fairness import fmt_rate
 
 
 class CardSource(BaseModel):
@@ -112,8 +112,8 @@ def render(*, source: CardSource, params: Params, reports: dict[str, Any]) -> st
         "| feature | demographic parity diff. | limit | equalized odds diff. | limit |",
         "|---|---:|---:|---:|---:|",
         *[
-            f"| {name} | {_fmt(body['differences']['demographic_parity'])} | {_fmt(body['thresholds']['demographic_parity'])} "
-            f"| {_fmt(body['differences']['equalized_odds'])} | {_fmt(body['thresholds']['equalized_odds'])} |"
+            f"| {name} | {fmt_rate(body['differences']['demographic_parity'])} | {fmt_rate(body['thresholds']['demographic_parity'])} "
+            f"| {fmt_rate(body['differences']['equalized_odds'])} | {fmt_rate(body['thresholds']['equalized_odds'])} |"
             for name, body in fairness["features"].items()
         ],
         "",

@@ -115,7 +115,8 @@ def assess(
     }
 
 
-def _fmt(value: float | None) -> str:
+def fmt_rate(value: float | None) -> str:
+    """Three decimals, or n/a for a missing or NaN rate (a group too small to judge)."""
     return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}"
 
 
@@ -130,16 +131,16 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines += [
             f"## {feature}",
             "",
-            f"Demographic parity difference {_fmt(diffs['demographic_parity'])} (limit {_fmt(limits['demographic_parity'])}); "
-            f"equalized odds difference {_fmt(diffs['equalized_odds'])} (limit {_fmt(limits['equalized_odds'])}).",
+            f"Demographic parity difference {fmt_rate(diffs['demographic_parity'])} (limit {fmt_rate(limits['demographic_parity'])}); "
+            f"equalized odds difference {fmt_rate(diffs['equalized_odds'])} (limit {fmt_rate(limits['equalized_odds'])}).",
             "",
             "| group | rows | judged | selection rate | TPR | FPR | accuracy |",
             "|---|---:|:---:|---:|---:|---:|---:|",
         ]
         for g in body["groups"]:
             lines.append(
-                f"| {g['group']} | {g['count']} | {'yes' if g['judged'] else 'no'} | {_fmt(g['selection_rate'])} | "
-                f"{_fmt(g['true_positive_rate'])} | {_fmt(g['false_positive_rate'])} | {_fmt(g['accuracy'])} |"
+                f"| {g['group']} | {g['count']} | {'yes' if g['judged'] else 'no'} | {fmt_rate(g['selection_rate'])} | "
+                f"{fmt_rate(g['true_positive_rate'])} | {fmt_rate(g['false_positive_rate'])} | {fmt_rate(g['accuracy'])} |"
             )
         lines.append("")
     return "\n".join(lines)

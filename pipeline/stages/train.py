@@ -134,20 +134,23 @@ def model_requirements() -> list[str]:
     return [f"{pkg}=={importlib.metadata.version(pkg)}" for pkg in MODEL_REQUIREMENTS]
 
 
-def main(*, params: Params, params_path: Path) -> dict[str, Any]:
+def leaderboard(*, results: list[CandidateResult], params: Params) -> dict[str, Any]:
+    rows = [
+        {"rank": i + 1, "name": r.name, "kind": r.kind, params.train.primary_metric: r.score}
+        for i, r in enumerate(results)
+    ]
+    return {"chosen": results[0].name, "primary_metric": params.train.primary_metric, "leaderboard": rows}
+
+
+def log_run(*, results: list[CandidateResult], params: Params, tags: dict[str, str], example: pd.DataFrame) -> str:
+    """One MLflow run with a child run per candidate and the chosen model; returns the run id."""
+    from mlflow.models import infer_signature
+
     from pipeline.core import io
     from pipeline.core.tracking import connect
 
-    train = io.read_table(params.paths.prepared / "train.parquet")
-    valid = io.read_table(params.paths.prepared / "valid.parquet")
-    results = fit_candidates(train=train, valid=valid, params=params)
     best = results[0]
-    features = list(params.data.features)
     mlflow = connect(params.tracking)
-    from mlflow.models import infer_signature
-
-    tags = lineage_tags(params=params, params_path=params_path)
-    example = train[features].head(5)
     with mlflow.start_run(run_name=f"train-{best.name}", tags=tags) as run:
         for r in results:
             with mlflow.start_run(run_name=r.name, nested=True, tags={"candidate": r.name}):
@@ -176,13 +179,19 @@ def main(*, params: Params, params_path: Path) -> dict[str, Any]:
             pip_requirements=model_requirements(),
             pyfunc_predict_fn="predict_proba",
         )
-        run_id = run.info.run_id
-    io.save_model(best.model, params.paths.model)
-    leaderboard = [
-        {"rank": i + 1, "name": r.name, "kind": r.kind, params.train.primary_metric: r.score}
-        for i, r in enumerate(results)
-    ]
-    report = {"chosen": best.name, "primary_metric": params.train.primary_metric, "leaderboard": leaderboard}
+        return str(run.info.run_id)
+
+
+def main(*, params: Params, params_path: Path) -> dict[str, Any]:
+    from pipeline.core import io
+
+    train = io.read_table(params.paths.prepared / "train.parquet")
+    valid = io.read_table(params.paths.prepared / "valid.parquet")
+    results = fit_candidates(train=train, valid=valid, params=params)
+    tags = lineage_tags(params=params, params_path=params_path)
+    run_id = log_run(results=results, params=params, tags=tags, example=train[list(params.data.features)].head(5))
+    io.save_model(results[0].model, params.paths.model)
+    report = leaderboard(results=results, params=params)
     io.write_json(report, params.paths.reports / "train.json")
     # Kept apart from train.json: the run id differs every run, the leaderboard does not.
     io.write_json(
