@@ -23,7 +23,10 @@ LogUrlOpt = Annotated[
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    from pipeline.core.redact import redact
+
+    # Error texts quote URLs from the environment; a credential in one must not reach a CI log.
+    typer.secho(f"error: {redact(message)}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code)
 
 
@@ -31,8 +34,11 @@ def verbose() -> None:
     """Our own progress at INFO; the libraries' chatter (GE logs every registry call) stays quiet."""
     import logging
 
+    from pipeline.core.redact import install_log_filter
+
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("pipeline").setLevel(logging.INFO)
+    install_log_filter()
 
 
 # Errors a user can fix: shown as one clear message, never as a traceback.

@@ -8,7 +8,7 @@ import lazy_loader
 
 __getattr__, __dir__, __all__ = lazy_loader.attach(
     __name__,
-    submodules=["config", "groups", "io", "predlog", "runner", "tracking"],
+    submodules=["config", "groups", "io", "predlog", "redact", "runner", "tracking"],
     submod_attrs={
         "config": ["ConfigError", "Params", "load_params"],
         "io": [
