@@ -24,6 +24,6 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
         "groups": ["group_labels", "sensitive_frame"],
         "tracking": ["connect", "git_commit", "mlflow_module", "tracking_uri"],
         "runner": ["ReproFailed", "stop_group", "tool_env"],
-        "predlog": ["LogRecord", "LogWriter", "PredictionLogError", "open_store", "read_log"],
+        "predlog": ["LogRecord", "LogWriter", "PredictionLogError", "open_store", "prune", "read_log"],
     },
 )

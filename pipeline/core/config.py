@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 DEFAULT_PARAMS = Path("params.yaml")
 
@@ -180,6 +180,7 @@ class DriftSection(_Frozen):
     min_categorical_effect: float = Field(gt=0, le=1)
     psi_bins: int = Field(ge=2)
     psi_epsilon: float = Field(gt=0, lt=1)
+    max_null_share: float = Field(ge=0, lt=1)
     max_plots: int = Field(ge=0)
     out_dir: Path
     prediction: DriftPredictionSpec
@@ -210,11 +211,30 @@ class SimulateSection(_Frozen):
     new_category: SimulateNewCategory
 
 
+# The log holds people's raw inputs: they are kept this many days unless params say otherwise,
+# and keeping them forever is deliberately not offered.
+DEFAULT_RETENTION_DAYS = 90
+MAX_RETENTION_DAYS = 36_500
+ERR_RETENTION_DAYS = (
+    "must be a whole number of days from 1 to {max}, not {value!r} "
+    "(the prediction log holds personal data: keeping it forever is not offered)"
+)
+
+
 class ServeLogSection(_Frozen):
     path: Path
     flush_rows: int = Field(ge=1)
     flush_seconds: float = Field(gt=0)
     queue_rows: int = Field(ge=1)
+    retention_days: int = DEFAULT_RETENTION_DAYS
+
+    @field_validator("retention_days", mode="before")
+    @classmethod
+    def _whole_days(cls, value: object) -> object:
+        # Before pydantic's coercion: `true` would become 1 day and null has no meaning here.
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_RETENTION_DAYS:
+            raise ValueError(ERR_RETENTION_DAYS.format(max=MAX_RETENTION_DAYS, value=value))
+        return value
 
 
 class HumilitySection(_Frozen):
@@ -238,6 +258,8 @@ class ServeSection(_Frozen):
     predict_threads: int = Field(ge=1)
     max_body_bytes: int = Field(ge=64)
     max_association_id_chars: int = Field(ge=1)
+    keep_alive_seconds: int = Field(ge=1)
+    read_timeout_seconds: float = Field(gt=0)
     log: ServeLogSection
     humility: HumilitySection
 

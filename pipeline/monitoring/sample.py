@@ -112,7 +112,9 @@ def export(
     if start is not None and end is not None and start >= end:
         raise SampleError(ERR_WINDOW.format(since=since, until=until))
     url = predlog.resolve_url(configured=params.serve.log.path, override=log_url)
-    log = predlog.read_log(url=url, env=env, start=start, end=end)
+    log = predlog.read_log(
+        url=url, env=env, start=start, end=end, retention_days=params.serve.log.retention_days, now=moment
+    )
     table = answers(log=log, id_column=params.base.id_column, features=params.data.features)
     if table.empty:
         where = f" for env {env!r}" if env else ""

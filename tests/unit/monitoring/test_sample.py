@@ -143,3 +143,15 @@ def test_unreadable_inputs_are_named(params: Params) -> None:
     )
     with pytest.raises(sample.SampleError, match="row 'a' has unreadable inputs"):
         sample.answers(log=log, id_column="id", features=params.data.features)
+
+
+def test_export_never_reads_past_the_log_retention(tmp_path: Path, log_path: Path, params: Params) -> None:
+    # The fixture logs one row an hour for 200 hours; a 2-day retention leaves the last 48.
+    log = params.serve.log.model_copy(update={"retention_days": 2})
+    short = params.model_copy(update={"serve": params.serve.model_copy(update={"log": log})})
+    out = sample.export(params=short, out=tmp_path / "s.csv", share=1.0, seed=0, log_url=str(log_path), now=NOW)
+    assert len(out) == 48
+    everything = sample.export(
+        params=params, out=tmp_path / "all.csv", share=1.0, seed=0, log_url=str(log_path), now=NOW
+    )
+    assert len(everything) == 200

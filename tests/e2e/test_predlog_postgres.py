@@ -1,0 +1,117 @@
+"""Retention on the team store: the same prune, dry run and read clamp on PostgreSQL as on
+SQLite, labels included, through the library and through `pipeline log prune`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+from typer.testing import CliRunner
+
+from pipeline.cli import app
+from pipeline.core import predlog
+from tests.conftest import REPO_ROOT
+
+pytestmark = pytest.mark.e2e
+
+NOW = 1_800_000_000.0
+DAY = predlog.DAY_SECONDS
+AGES = {"fresh": 0.5, "recent": 89.9, "edge": 90.0, "stale": 90.1, "ancient": 400.0}
+KEPT = ["edge", "fresh", "recent"]
+
+
+@pytest.fixture
+def log_url(postgres_url: str) -> Iterator[str]:
+    """An empty database of its own per test, on the session's cluster."""
+    import psycopg2
+
+    server = postgres_url.replace("postgresql+psycopg2://", "postgresql://", 1)
+    name = f"prune_{time.monotonic_ns()}"
+    admin = psycopg2.connect(server)
+    # CREATE and DROP DATABASE refuse to run inside a transaction.
+    admin.autocommit = True
+    try:
+        with admin.cursor() as cur:
+            cur.execute(f"CREATE DATABASE {name}")
+        yield server.rsplit("/", 1)[0] + f"/{name}"
+        with admin.cursor() as cur:
+            cur.execute(f"DROP DATABASE {name}")
+    finally:
+        admin.close()
+
+
+def _write(url: str, *, now: float, ages: dict[str, float]) -> None:
+    rows = [
+        predlog.record(
+            association_id=name,
+            env="production",
+            model_name="m",
+            model_version="1",
+            role="champion",
+            inputs={"AGEP": 40.0, "SEX": "2"},
+            score=0.5,
+            latency_ms=1.0,
+            ts=now - age * DAY,
+        )
+        for name, age in ages.items()
+    ]
+    store = predlog.open_store(url)
+    try:
+        store.write(rows)
+    finally:
+        store.close()
+
+
+def _query(url: str, sql: str) -> list[tuple[object, ...]]:
+    import psycopg2
+
+    conn = psycopg2.connect(url)
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute(sql)
+            return sorted(cur.fetchall(), key=repr) if cur.description else []
+    finally:
+        conn.close()
+
+
+def _snapshot(url: str) -> dict[str, list[tuple[object, ...]]]:
+    tables = [
+        r[0] for r in _query(url, "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'")
+    ]
+    return {str(t): _query(url, f"SELECT * FROM {t}") for t in tables}
+
+
+def test_prune_dry_run_and_clamp_on_postgres(log_url: str) -> None:
+    _write(log_url, now=NOW, ages=AGES)
+    _query(log_url, "CREATE TABLE labels (association_id TEXT, employed INTEGER)")
+    _query(log_url, "INSERT INTO labels VALUES ('recent', 1), ('stale', 0), ('ancient', 1)")
+    before = _snapshot(log_url)
+
+    dry = predlog.prune(url=log_url, retention_days=90, now=NOW, dry_run=True)
+    assert (dry.predictions, dry.labels) == (2, 2)
+    assert _snapshot(log_url) == before
+
+    done = predlog.prune(url=log_url, retention_days=90, now=NOW)
+    assert (done.predictions, done.labels) == (2, 2)
+    assert [r[0] for r in _query(log_url, "SELECT association_id FROM predictions")] == KEPT
+    assert _query(log_url, "SELECT association_id FROM labels") == [("recent",)]
+
+    # The recorded retention clamps a reader that passes none: 20 days on, only "fresh" is young enough.
+    later = predlog.read_log(url=log_url, now=NOW + 20 * DAY)
+    assert later["association_id"].tolist() == ["fresh"]
+    assert predlog.read_log(url=log_url, retention_days=1, now=NOW)["association_id"].tolist() == ["fresh"]
+
+
+def test_cli_prune_on_postgres(log_url: str) -> None:
+    _write(log_url, now=time.time(), ages={"new": 1.0, "old": 200.0})
+    base = ["log", "prune", "--params", str(REPO_ROOT / "params.yaml"), "--log-url", log_url]
+    dry = CliRunner().invoke(app, [*base, "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    assert "would remove 1 prediction rows" in dry.output
+    assert len(_query(log_url, "SELECT * FROM predictions")) == 2
+    real = CliRunner().invoke(app, base)
+    assert real.exit_code == 0, real.output
+    assert "removed 1 prediction rows" in real.output
+    assert _query(log_url, "SELECT association_id FROM predictions") == [("new",)]
