@@ -4,18 +4,21 @@ accuracy against the champion's baseline; the worst part gives the verdict and t
 
 A feature drifts only when its corrected p-value is significant AND its effect size passes its
 threshold: at production sample sizes every p-value is tiny, so significance alone would flag
-trivial shifts. `statistics` holds the pure tests, `verdicts` the judging, `report` drift.md and
+trivial shifts. A feature whose values went missing or infinite (beyond the reference's own
+share) fails "data quality", a finding like drift. `quality` holds the input refusals and the
+data-quality rule, `statistics` the pure tests, `verdicts` the judging, `report` drift.md and
 its plots, `check` the reading of inputs and the whole run.
 """
 
 from pipeline.monitoring.drift.check import batch_from_log, run
+from pipeline.monitoring.drift.quality import DriftInputError
 from pipeline.monitoring.drift.statistics import categorical_stats, correct_p_values, numeric_stats, psi_from_shares
 from pipeline.monitoring.drift.verdicts import (
+    DATA_QUALITY,
     DRIFT,
     EXIT_CODES,
     NO_DRIFT,
     NOT_ENOUGH_DATA,
-    DriftInputError,
     FeatureResult,
     feature_drift,
     join_labels,
@@ -25,6 +28,7 @@ from pipeline.monitoring.drift.verdicts import (
 )
 
 __all__ = [
+    "DATA_QUALITY",
     "DRIFT",
     "EXIT_CODES",
     "NOT_ENOUGH_DATA",

@@ -12,10 +12,10 @@ import numpy as np
 import pandas as pd
 
 from pipeline.core.config import Params
+from pipeline.core.redact import redact
+from pipeline.monitoring.drift.quality import ERR_MISSING, DriftInputError, check_out_dir, check_scores
 from pipeline.monitoring.drift.report import markdown_report, plot_features, write_github_output
 from pipeline.monitoring.drift.verdicts import (
-    ERR_MISSING,
-    DriftInputError,
     feature_drift,
     join_labels,
     performance,
@@ -64,6 +64,7 @@ def _reference_scores(*, params: Params, reference: pd.DataFrame, path: Path | N
         frame = io.read_table(path)
         if score_column not in frame.columns:
             raise DriftInputError(ERR_MISSING.format(name="reference predictions", columns=score_column))
+        check_scores(scores=frame[score_column], source=str(path), column=score_column)
         return frame[score_column].to_numpy(dtype=np.float64)
     if not params.paths.model.is_file():
         logger.warning("no reference predictions and no model at %s: prediction drift skipped", params.paths.model)
@@ -86,7 +87,9 @@ def read_log_batch(
     try:
         start = parse_time(value=since, now=moment) if since else None
         end = parse_time(value=until, now=moment) if until else None
-        log = predlog.read_log(url=url, env=env, start=start, end=end)
+        log = predlog.read_log(
+            url=url, env=env, start=start, end=end, retention_days=params.serve.log.retention_days, now=moment
+        )
     except (SampleError, predlog.PredictionLogError) as exc:
         raise DriftInputError(str(exc)) from exc
     return batch_from_log(log=log, params=params)
@@ -119,13 +122,16 @@ def run(
 
     config = params.drift
     out_dir = out_dir or config.out_dir
+    check_out_dir(path=out_dir)
     reference = io.read_table(reference_path or params.data.raw)
     predictions: pd.DataFrame | None
     if log_url is not None and current_path is None and predictions_path is None:
         current, predictions = read_log_batch(params=params, url=log_url, env=env, since=since, until=until)
+        predictions_source = f"prediction log {redact(log_url)}"
     elif log_url is None and current_path is not None:
         current = io.read_table(current_path)
         predictions = io.read_table(predictions_path) if predictions_path is not None else None
+        predictions_source = str(predictions_path)
     else:
         raise DriftInputError(ERR_SOURCE)
     numeric, categorical = tuple(params.data.numeric), tuple(params.data.categorical)
@@ -138,6 +144,8 @@ def run(
     if predictions is not None:
         if score_column not in predictions.columns:
             raise DriftInputError(ERR_MISSING.format(name="predictions", columns=score_column))
+        # Before the reference scores: a model is loaded for those only when the batch's are usable.
+        check_scores(scores=predictions[score_column], source=predictions_source, column=score_column)
         ref_scores = _reference_scores(params=params, reference=reference, path=reference_predictions_path)
         if ref_scores is not None:
             prediction = prediction_drift(
@@ -160,6 +168,8 @@ def run(
             id_column=id_column,
             target=params.base.target,
             score_column=score_column,
+            predictions_source=predictions_source,
+            labels_source=str(labels_path),
         )
         # Sensitive features and the period come from the batch when the prediction log lacks them.
         extra = [

@@ -19,6 +19,18 @@ def _fmt(value: float | None, digits: int = 3) -> str:
     return "-" if value is None else f"{value:.{digits}g}" if abs(value) < 1e-3 else f"{value:.{digits}f}"
 
 
+def _invalid_share(f: FeatureResult) -> str:
+    share = f.missing_share_current + f.infinite_share_current
+    return f"{100 * share:.1f}%" if share else "-"
+
+
+def one_line(*, summary: Mapping[str, Any]) -> str:
+    """The verdict as the command prints it, naming the features that failed data quality."""
+    failed = summary["data_drift"]["data_quality"]
+    details = "; ".join(f"{feature}: {reason}" for feature, reason in failed.items())
+    return f"drift check: {summary['verdict']}" + (f" ({details})" if details else "")
+
+
 def markdown_report(*, summary: Mapping[str, Any], features: Sequence[FeatureResult], plots: Mapping[str, str]) -> str:
     """The human report: verdict first, then features by severity with links to their plots."""
     data = summary["data_drift"]
@@ -35,6 +47,8 @@ def markdown_report(*, summary: Mapping[str, Any], features: Sequence[FeatureRes
         lines.append(
             f"- Performance: **{perf['verdict']}**" + (f" ({', '.join(degraded)} dropped)" if degraded else "")
         )
+    for feature, reason in data["data_quality"].items():
+        lines.append(f"- Data quality failed in `{feature}`: {reason}")
     for feature, codes in data["unseen_categories"].items():
         lines.append(f"- Unseen categories in `{feature}`: " + ", ".join(f"`{k}` ({v} rows)" for k, v in codes.items()))
     settings = summary["settings"]
@@ -42,17 +56,19 @@ def markdown_report(*, summary: Mapping[str, Any], features: Sequence[FeatureRes
         "",
         (
             f"A feature drifts when its {settings['correction'].replace('_', '-')} corrected p-value is at most "
-            f"{settings['alpha']} and its effect size passes the threshold."
+            f"{settings['alpha']} and its effect size passes the threshold; it fails data quality when its "
+            f"share of missing rows is more than {settings['max_null_share']} above the reference's, or it holds "
+            "infinite values the reference never had. Missing and infinite values take no part in the tests."
         ),
         "",
-        "| feature | verdict | effect | threshold | p (corrected) | PSI | rows | plot |",
-        "|---|---|---|---|---|---|---|---|",
+        "| feature | verdict | effect | threshold | p (corrected) | PSI | rows | missing / inf | plot |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for f in features:
         plot = f"[plot]({plots[f.feature]})" if f.feature in plots else ""
         lines.append(
             f"| `{f.feature}` | {f.verdict} | {f.effect_name} {_fmt(f.effect)} | {f.effect_threshold} | "
-            f"{_fmt(f.p_value_corrected)} | {_fmt(f.psi)} | {f.rows_current} | {plot} |"
+            f"{_fmt(f.p_value_corrected)} | {_fmt(f.psi)} | {f.rows_current} | {_invalid_share(f)} | {plot} |"
         )
     pred = summary["prediction_drift"]
     if pred is not None and pred["verdict"] != NOT_ENOUGH_DATA:
@@ -95,7 +111,9 @@ def plot_features(
 
     plots: dict[str, str] = {}
     (out_dir / "plots").mkdir(parents=True, exist_ok=True)
-    for f in [f for f in features if f.verdict != NOT_ENOUGH_DATA][:limit]:
+    # A feature with no value left on either side has nothing to draw.
+    drawable = [f for f in features if f.verdict != NOT_ENOUGH_DATA and min(f.rows_reference, f.rows_current) > 0]
+    for f in drawable[:limit]:
         fig, ax = plt.subplots(figsize=(4, 2.6), dpi=80)
         if f.kind == "numeric":
             ref, cur = numeric_values(series=reference[f.feature]), numeric_values(series=current[f.feature])

@@ -134,13 +134,17 @@ def numeric_stats(*, reference: np.ndarray, current: np.ndarray, psi_bins: int, 
 def categorical_stats(*, reference: pd.Series, current: pd.Series, psi_epsilon: float) -> CategoricalStats:
     """Chi-square test of homogeneity, Jensen-Shannon distance (base 2), PSI and unseen codes.
 
-    Takes per-category counts (index = category code), as from `Series.value_counts`.
+    Takes per-category counts (index = category code), as from `Series.value_counts`. A side
+    without any count (a column that is entirely missing) gives NaN statistics: there is nothing
+    to compare, and chi-square would divide by its zero total.
     """
     table = pd.concat([reference.rename("reference"), current.rename("current")], axis=1).fillna(0)
     table = table.loc[table.sum(axis=1) > 0].sort_index()
     ref_counts = table["reference"].to_numpy(dtype=np.float64)
     cur_counts = table["current"].to_numpy(dtype=np.float64)
     unseen = {str(k): int(v) for k, v in table.loc[(ref_counts == 0) & (cur_counts > 0), "current"].items()}
+    if ref_counts.sum() == 0 or cur_counts.sum() == 0:
+        return CategoricalStats(chi2_statistic=np.nan, p_value=np.nan, jensen_shannon=np.nan, psi=np.nan, unseen=unseen)
     if len(table) < 2:
         chi2, p_value = 0.0, 1.0
     else:

@@ -1,4 +1,4 @@
-"""Judging drift: input checks, per-feature verdicts, prediction drift and label-based performance."""
+"""Judging drift: per-feature verdicts (with data quality), prediction drift and label-based performance."""
 
 from __future__ import annotations
 
@@ -12,6 +12,16 @@ import numpy as np
 import pandas as pd
 
 from pipeline.core.config import DriftSection, GroupSpec
+from pipeline.monitoring.drift.quality import (
+    ERR_EMPTY,
+    ERR_MISSING,
+    DriftInputError,
+    check_batch,
+    check_scores,
+    column_quality,
+    find_quality_issue,
+    labelled_rows,
+)
 from pipeline.monitoring.drift.statistics import (
     categorical_stats,
     category_counts,
@@ -21,43 +31,21 @@ from pipeline.monitoring.drift.statistics import (
 )
 
 DRIFT = "drift"
+DATA_QUALITY = "data quality"
 NO_DRIFT = "no drift"
 NOT_ENOUGH_DATA = "not enough data"
-EXIT_CODES = {NO_DRIFT: 0, DRIFT: 1, NOT_ENOUGH_DATA: 2}
-# Worst first: the report sorts by this, the overall verdict takes the first one present.
-_VERDICT_RANK = {DRIFT: 0, NO_DRIFT: 1, NOT_ENOUGH_DATA: 2}
+# Data quality is a finding like drift (exit 1; --exit-zero-on-verdict leaves it to the outputs),
+# so the scheduled workflow takes its retrain-or-alert path instead of passing over it; retraining
+# validates its data, which refuses the missing values that raised the finding.
+EXIT_CODES = {NO_DRIFT: 0, DRIFT: 1, DATA_QUALITY: 1, NOT_ENOUGH_DATA: 2}
+# The verdicts that call for action: the `drift` flag of drift.json and the workflow outputs.
+FINDINGS = (DATA_QUALITY, DRIFT)
+# Worst first: the report sorts by this, the overall verdict takes the first one present. Broken
+# inputs come before drift: drift measured on them may be an artefact of the breakage.
+_VERDICT_RANK = {DATA_QUALITY: 0, DRIFT: 1, NO_DRIFT: 2, NOT_ENOUGH_DATA: 3}
 
-ERR_EMPTY = "the {name} batch is empty (0 rows)"
-ERR_MISSING = "the {name} batch lacks required columns: {columns}"
-ERR_NUMERIC_TYPE = "column {column!r} of the {name} batch must be numeric but holds {dtype}"
-ERR_CATEGORICAL_TYPE = "column {column!r} of the {name} batch must hold category codes (strings) but holds {dtype}"
 ERR_DUPLICATE_IDS = "the {name} table repeats {count} id values; ids must be unique to join"
 ERR_NO_OVERLAP = "no prediction id matches a label id: nothing to score"
-ERR_SCORE_RANGE = "column {column!r} of the {name} table must hold probabilities in [0, 1]"
-
-
-class DriftInputError(ValueError):
-    """An input batch cannot be checked: empty, missing columns or wrong types."""
-
-
-# --------------------------------------------------------------------------- input checks
-
-
-def check_batch(*, frame: pd.DataFrame, name: str, numeric: Sequence[str], categorical: Sequence[str]) -> None:
-    """Refuse a batch that cannot be compared, naming the exact problem."""
-    if len(frame) == 0:
-        raise DriftInputError(ERR_EMPTY.format(name=name))
-    missing = [c for c in (*numeric, *categorical) if c not in frame.columns]
-    if missing:
-        raise DriftInputError(ERR_MISSING.format(name=name, columns=", ".join(missing)))
-    for column in numeric:
-        dtype = frame[column].dtype
-        if pd.api.types.is_bool_dtype(dtype) or not pd.api.types.is_numeric_dtype(dtype):
-            raise DriftInputError(ERR_NUMERIC_TYPE.format(column=column, name=name, dtype=dtype))
-    for column in categorical:
-        dtype = frame[column].dtype
-        if pd.api.types.is_bool_dtype(dtype) or pd.api.types.is_float_dtype(dtype):
-            raise DriftInputError(ERR_CATEGORICAL_TYPE.format(column=column, name=name, dtype=dtype))
 
 
 # --------------------------------------------------------------------------- feature drift
@@ -77,9 +65,15 @@ class FeatureResult:
     psi: float | None
     rows_reference: int
     rows_current: int
+    missing_rows_current: int
     missing_share_current: float
+    infinite_rows_current: int
+    infinite_share_current: float
+    missing_share_reference: float
+    infinite_share_reference: float
     unseen_categories: dict[str, int] = field(default_factory=dict)
     verdict: str = NOT_ENOUGH_DATA
+    quality_issue: str | None = None
 
     @property
     def severity(self) -> float:
@@ -95,7 +89,7 @@ def _one_feature(
     current: pd.Series,
     config: DriftSection,
 ) -> FeatureResult:
-    missing_share = float(current.isna().mean())
+    quality_ref, quality_cur = column_quality(series=reference, kind=kind), column_quality(series=current, kind=kind)
     statistic = p_value = effect = psi = None
     unseen: dict[str, int] = {}
     if kind == "numeric":
@@ -129,8 +123,14 @@ def _one_feature(
         psi=psi,
         rows_reference=int(rows_ref),
         rows_current=int(rows_cur),
-        missing_share_current=missing_share,
+        missing_rows_current=quality_cur.missing,
+        missing_share_current=quality_cur.missing_share,
+        infinite_rows_current=quality_cur.infinite,
+        infinite_share_current=quality_cur.infinite_share,
+        missing_share_reference=quality_ref.missing_share,
+        infinite_share_reference=quality_ref.infinite_share,
         unseen_categories=unseen,
+        quality_issue=find_quality_issue(current=quality_cur, reference=quality_ref, max_share=config.max_null_share),
     )
 
 
@@ -145,7 +145,9 @@ def feature_drift(
 ) -> list[FeatureResult]:
     """Test every feature, correct the p-values together and give each feature its verdict.
 
-    Results come back sorted by severity (drift first, then by effect over threshold).
+    Values that are missing or infinite take no part in a test; a feature with too many of them
+    (see quality.find_quality_issue) is "data quality" whatever its test says. Results come back
+    sorted by severity (data quality, drift, then by effect over threshold).
     """
     check_batch(frame=reference, name="reference", numeric=numeric, categorical=categorical)
     check_batch(frame=current, name="current", numeric=numeric, categorical=categorical)
@@ -166,11 +168,14 @@ def feature_drift(
     )
     results = []
     for result, p_adj in zip(raw, corrected, strict=True):
-        if result.effect is None:
-            results.append(result)
-            continue
-        drifted = p_adj <= config.alpha and result.effect > result.effect_threshold
-        results.append(_replace(result, p_value_corrected=p_adj, verdict=DRIFT if drifted else NO_DRIFT))
+        judged = result
+        if result.effect is not None:
+            drifted = p_adj <= config.alpha and result.effect > result.effect_threshold
+            judged = _replace(result, p_value_corrected=p_adj, verdict=DRIFT if drifted else NO_DRIFT)
+        if result.quality_issue is not None:
+            # The test statistics stay in the report, but broken inputs outrank what they say.
+            judged = _replace(judged, verdict=DATA_QUALITY)
+        results.append(judged)
     return sorted(results, key=lambda r: (_VERDICT_RANK[r.verdict], -r.severity, r.feature))
 
 
@@ -179,12 +184,10 @@ def _replace(result: FeatureResult, **changes: Any) -> FeatureResult:
 
 
 def overall_verdict(*, verdicts: Sequence[str]) -> str:
-    """Drift anywhere wins; "not enough data" only when nothing could be judged at all."""
-    if DRIFT in verdicts:
-        return DRIFT
-    if NO_DRIFT in verdicts:
-        return NO_DRIFT
-    return NOT_ENOUGH_DATA
+    """The worst verdict present (data quality, then drift); "not enough data" only when nothing
+    could be judged at all.
+    """
+    return min(verdicts, key=_VERDICT_RANK.__getitem__, default=NOT_ENOUGH_DATA)
 
 
 # --------------------------------------------------------------------------- predictions
@@ -223,9 +226,19 @@ def prediction_drift(
 
 
 def join_labels(
-    *, predictions: pd.DataFrame, labels: pd.DataFrame, id_column: str, target: str, score_column: str
+    *,
+    predictions: pd.DataFrame,
+    labels: pd.DataFrame,
+    id_column: str,
+    target: str,
+    score_column: str,
+    predictions_source: str = "predictions",
+    labels_source: str = "labels",
 ) -> pd.DataFrame:
-    """Inner join of predictions and late labels on the id; refuses ambiguous or empty joins."""
+    """Inner join of predictions and late labels on the id; refuses ambiguous or empty joins,
+    scores that are not probabilities and labels other than 0 and 1 (the sources name the files
+    in those messages). Rows whose label is missing are not labelled yet and are left out.
+    """
     for name, frame, needed in (
         ("predictions", predictions, (id_column, score_column)),
         ("labels", labels, (id_column, target)),
@@ -238,10 +251,9 @@ def join_labels(
         repeated = int(frame[id_column].duplicated().sum())
         if repeated:
             raise DriftInputError(ERR_DUPLICATE_IDS.format(name=name, count=repeated))
-    scores = predictions[score_column]
-    if not pd.api.types.is_numeric_dtype(scores.dtype) or bool(((scores < 0) | (scores > 1)).any()):
-        raise DriftInputError(ERR_SCORE_RANGE.format(column=score_column, name="predictions"))
-    joined = predictions.merge(labels[[id_column, target]], on=id_column, how="inner", validate="one_to_one")
+    check_scores(scores=predictions[score_column], source=predictions_source, column=score_column)
+    known = labelled_rows(labels=labels[[id_column, target]], source=labels_source, column=target)
+    joined = predictions.merge(known, on=id_column, how="inner", validate="one_to_one")
     if joined.empty:
         raise DriftInputError(ERR_NO_OVERLAP)
     return joined
@@ -332,10 +344,11 @@ def summarise(
     verdict = overall_verdict(verdicts=parts)
     return {
         "verdict": verdict,
-        "drift": verdict == DRIFT,
+        "drift": verdict in FINDINGS,
         "data_drift": {
             "verdict": data_verdict,
             "drifted_features": [f.feature for f in features if f.verdict == DRIFT],
+            "data_quality": {f.feature: f.quality_issue for f in features if f.verdict == DATA_QUALITY},
             "unseen_categories": {f.feature: f.unseen_categories for f in features if f.unseen_categories},
             "by_severity": [f.feature for f in features],
             "features": {f.feature: {**asdict(f), "severity": f.severity} for f in features},

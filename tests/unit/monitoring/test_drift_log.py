@@ -156,3 +156,27 @@ def test_cli_missing_log_is_bad_input(tmp_path: Path, monkeypatch: pytest.Monkey
     result = CliRunner().invoke(app, ["drift", "--log-url", missing, "--out-dir", str(tmp_path), "--no-plots"])
     assert result.exit_code == drift.EXIT_CODES[drift.NOT_ENOUGH_DATA]
     assert "prediction log not found" in result.output
+
+
+def test_cli_log_scores_outside_0_and_1_are_bad_input(
+    params: Params, raw_frame: pd.DataFrame, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rows = 600
+    scores = np.full(rows, 0.5)
+    # A broken model wrapper logging logits instead of probabilities.
+    scores[:3] = [1.5, -0.25, 3.0]
+    url = _log(
+        tmp_path / "log.db",
+        _records(raw_frame.iloc[:rows], params, scores=scores, ts=time.time() - 60, roles=["champion"] * rows),
+    )
+    monkeypatch.chdir(REPO_ROOT)
+    monkeypatch.setenv("GITHUB_OUTPUT", str(tmp_path / "github_output"))
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["drift", "--log-url", url, "--out-dir", str(out), "--exit-zero-on-verdict"])
+    # Before: the scores went unchecked into the prediction-drift statistics.
+    assert result.exit_code == drift.EXIT_CODES[drift.NOT_ENOUGH_DATA], result.output
+    line = " ".join(result.output.split())
+    score_column = params.drift.prediction.score_column
+    assert f"prediction log {url}: column '{score_column}' must hold probabilities in [0, 1]; 3 of {rows} rows" in line
+    assert not out.exists()
+    assert not (tmp_path / "github_output").exists()
