@@ -78,21 +78,25 @@ def test_service_follows_the_registry(ws: Workspace, raw_frame: pd.DataFrame) ->
         ]
         assert abs(roles.count("challenger") / n - share) < 0.08
 
-        # Damage version 1's artifact, then ask for it alone: refused, version 2 keeps serving.
+        # Roll back to version 1 (a sealed apply, which checks the artifact), then damage that
+        # artifact before the service loads it: refused, version 2 keeps serving.
         commit_manifest(ws, ENV, "staging: v2", champion=2)
         deploy.apply(params=params, env=ENV)
         assert service.manager.refresh()
+        commit_manifest(ws, ENV, "staging: back to v1", champion=1)
+        deploy.apply(params=params, env=ENV)
         name = params.tracking.registered_model
         uri = registry.client(params=params).get_model_version_download_uri(name, "1")
         target = Path(uri.removeprefix("file://")) / "model.skops"
         original = target.read_bytes()
         target.write_bytes(original[:-10] + b"0123456789")
         try:
-            client_ml = registry.client(params=params)
-            client_ml.set_registered_model_alias(name, registry.alias(env=ENV, role="champion"), "1")
             assert not service.manager.refresh()
             ready = client.get("/ready")
-            assert ready.status_code == 503
+            # Version 2 still answers: the replica stays ready, the refusal shows beside it.
+            assert ready.status_code == 200
+            assert ready.json()["champion"] == "2"
+            assert ready.json()["registry"] == "reachable"
             assert "refused model version 1" in ready.json()["problem"]
             assert client.post("/predict", json={"features": rows[0]}).json()["model_version"] == "2"
         finally:

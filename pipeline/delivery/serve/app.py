@@ -4,37 +4,86 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request, Response
 from pydantic import ValidationError
+from starlette.requests import ClientDisconnect
 
 from pipeline.core.config import Params
+from pipeline.core.redact import redact
 from pipeline.delivery.serve.batching import Batcher, Item
 from pipeline.delivery.serve.inputs import (
     TrainingProfile,
     answer,
     field_errors,
     input_flags,
+    is_json,
     probe_row,
     request_model,
     score_flags,
     to_frame,
 )
 from pipeline.delivery.serve.metrics import Metrics
-from pipeline.delivery.serve.models import ERR_NO_MODEL, LoadedModelLike, ModelManager, ModelSource
+from pipeline.delivery.serve.models import ERR_NO_MODEL, LoadedModelLike, ModelManager, ModelSource, ServingState
 
 if TYPE_CHECKING:
     from pipeline.core.predlog import LogRecord, LogWriter
 
 ERR_EMPTY_BODY = "empty request body: send a JSON object with a `features` object"
 ERR_TOO_LARGE = "request body larger than {limit} bytes"
+ERR_MEDIA_TYPE = "Content-Type must be application/json, not {got}"
+ERR_BODY_TIMEOUT = "request body not received within {seconds:g} s"
+ERR_DISCONNECTED = "the client closed the connection before its request body arrived"
+
+logger = logging.getLogger(__name__)
+
+
+def _iso(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds")
+
+
+class RegistryWatch:
+    """A model source that remembers when reading the serving state last worked and since when
+    it fails, so an outage is reported beside readiness instead of as unreadiness.
+    """
+
+    def __init__(self, source: ModelSource) -> None:
+        self.source = source
+        self.last_success: float | None = None
+        self.failing_since: float | None = None
+        self.error: str | None = None
+
+    def current_state(self) -> ServingState:
+        try:
+            state = self.source.current_state()
+        except Exception as exc:
+            if self.failing_since is None:
+                self.failing_since = time.time()
+            self.error = redact(str(exc))
+            raise
+        self.last_success, self.failing_since, self.error = time.time(), None, None
+        return state
+
+    def load(self, version: str) -> LoadedModelLike:
+        return self.source.load(version)
+
+    @property
+    def reachable(self) -> bool:
+        return self.last_success is not None and self.failing_since is None
+
+    def describe(self) -> str:
+        if self.failing_since is not None:
+            return f"unreachable since {_iso(self.failing_since)}: {self.error}"
+        return "not read yet" if self.last_success is None else "reachable"
 
 
 @dataclass
@@ -46,6 +95,7 @@ class Service:
     manager: ModelManager
     profile: TrainingProfile
     writer: LogWriter | None
+    watch: RegistryWatch
     metrics: Metrics = field(default_factory=Metrics)
     batcher: Batcher | None = None
     poll: bool = True
@@ -82,7 +132,10 @@ class Service:
         self.log(rows)
 
     def update_gauges(self) -> None:
-        self.metrics.ready.set(1 if self.manager.problem is None and self.manager.routing else 0)
+        self.metrics.ready.set(0 if self.manager.routing is None else 1)
+        self.metrics.current.set(1 if self.manager.problem is None and self.manager.routing else 0)
+        self.metrics.registry_reachable.set(1 if self.watch.reachable else 0)
+        self.metrics.registry_last_success.set(self.watch.last_success or 0)
         self.metrics.model.clear()
         routing = self.manager.routing
         if routing is not None:
@@ -91,17 +144,21 @@ class Service:
                 role = "shadow" if routing.state.strategy == "shadow" else "challenger"
                 self.metrics.model.labels(role, routing.challenger.version).set(1)
         if self.writer is not None:
-            self.metrics.log_dropped.set(self.writer.stats.dropped)
             self.metrics.log_pending.set(self.writer.pending())
 
 
-def _json(content: Any, status: int = 200) -> Response:
+def _json(content: Any, status: int = 200, *, close: bool = False) -> Response:
     body = json.dumps(content, separators=(",", ":"), allow_nan=False).encode()
-    return Response(body, status_code=status, media_type="application/json")
+    # An answer given before the body was read in full closes the connection: otherwise the
+    # server would go on receiving (and discarding) whatever the client still sends.
+    headers = {"connection": "close"} if close else None
+    return Response(body, status_code=status, media_type="application/json", headers=headers)
 
 
 async def _read_body(request: Request, limit: int) -> bytes | None:
-    """The body, or None when it exceeds the limit (checked before and while reading)."""
+    """The body, or None when it exceeds the limit (checked before and while reading).
+    Raises ClientDisconnect when the client goes away first.
+    """
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         return None
@@ -126,14 +183,18 @@ def create_app(
     """The ASGI app. Loading, polling and the batcher start in its lifespan."""
     serve = params.serve
     probe = to_frame(rows=[probe_row(profile=profile)], data=params.data)
+    watch = RegistryWatch(source)
     service = Service(
         params=params,
         env=env,
-        manager=ModelManager(source=source, data=params.data, probe=probe),
+        manager=ModelManager(source=watch, data=params.data, probe=probe),
         profile=profile,
         writer=writer,
+        watch=watch,
         poll=poll,
     )
+    if writer is not None:
+        service.metrics.watch_log(writer=writer)
     schema = request_model(data=params.data, max_id_chars=serve.max_association_id_chars)
     threshold = params.evaluate.threshold
 
@@ -185,11 +246,16 @@ def create_app(
 
     @app.get("/ready")
     async def ready() -> Response:
+        # What a load balancer asks: can this replica answer? Loaded models answer through a
+        # registry outage or a refused new version, so those show beside readiness.
         manager = service.manager
         routing = manager.routing
+        problem = manager.problem
         body: dict[str, Any] = {
-            "ready": manager.problem is None and routing is not None,
-            "problem": manager.problem,
+            "ready": routing is not None,
+            "problem": None if problem is None else redact(problem),
+            "registry": watch.describe(),
+            "registry_last_success": None if watch.last_success is None else _iso(watch.last_success),
             "env": env,
         }
         if routing is not None:
@@ -214,10 +280,26 @@ def create_app(
 
         started = time.perf_counter()
         errors = service.metrics.errors
-        body = await _read_body(request, serve.max_body_bytes)
+        content_type = request.headers.get("content-type")
+        if not is_json(content_type=content_type):
+            errors.labels("media_type").inc()
+            got = "none" if content_type is None else repr(content_type[:100])
+            return _json({"detail": ERR_MEDIA_TYPE.format(got=got)}, 415, close=True)
+        try:
+            # Bounds a client that sends its headers and then stalls (slow-loris).
+            async with asyncio.timeout(serve.read_timeout_seconds):
+                body = await _read_body(request, serve.max_body_bytes)
+        except TimeoutError:
+            errors.labels("timeout").inc()
+            return _json({"detail": ERR_BODY_TIMEOUT.format(seconds=serve.read_timeout_seconds)}, 408, close=True)
+        except ClientDisconnect:
+            # Routine on the internet (a client timed out or was killed): counted, not a traceback.
+            service.metrics.disconnects.inc()
+            logger.debug(ERR_DISCONNECTED)
+            return _json({"detail": ERR_DISCONNECTED}, 400, close=True)
         if body is None:
             errors.labels("too_large").inc()
-            return _json({"detail": ERR_TOO_LARGE.format(limit=serve.max_body_bytes)}, 413)
+            return _json({"detail": ERR_TOO_LARGE.format(limit=serve.max_body_bytes)}, 413, close=True)
         if not body.strip():
             errors.labels("empty").inc()
             return _json({"detail": ERR_EMPTY_BODY}, 400)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model
 
 from pipeline.core.config import DataSection, HumilitySection, Params
 
@@ -18,6 +19,8 @@ logger = logging.getLogger(__name__)
 FLAG_RANGE = "out_of_training_range:{column}"
 FLAG_CATEGORY = "unseen_category:{column}"
 FLAG_UNCERTAIN = "uncertain_score"
+JSON_MEDIA_TYPE = "application/json"
+ERR_CONTROL_CHARACTER = "must not contain control characters (found U+{code:04X})"
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,23 @@ def _code(value: Any) -> Any:
     return value
 
 
+def is_json(*, content_type: str | None) -> bool:
+    """Whether a Content-Type header names JSON; parameters such as charset are allowed."""
+    if content_type is None:
+        return False
+    return content_type.split(";", 1)[0].strip().lower() == JSON_MEDIA_TYPE
+
+
+def _no_control_characters(value: str) -> str:
+    # The id is echoed into responses, log lines and the prediction log: a newline or escape
+    # sequence in it would forge or garble their records. isprintable() is the cheap common path.
+    if not value.isprintable():
+        bad = next((c for c in value if unicodedata.category(c) == "Cc"), None)
+        if bad is not None:
+            raise ValueError(ERR_CONTROL_CHARACTER.format(code=ord(bad)))
+    return value
+
+
 def request_model(*, data: DataSection, max_id_chars: int) -> type[BaseModel]:
     """The request schema from params: numeric ranges and category code lists, nothing extra."""
     forbid = ConfigDict(extra="forbid")
@@ -89,7 +109,10 @@ def request_model(*, data: DataSection, max_id_chars: int) -> type[BaseModel]:
     model: type[BaseModel] = create_model(
         "PredictRequest",
         __config__=forbid,
-        association_id=(str | None, Field(default=None, min_length=1, max_length=max_id_chars)),
+        association_id=(
+            Annotated[str, Field(min_length=1, max_length=max_id_chars), AfterValidator(_no_control_characters)] | None,
+            None,
+        ),
         features=(features, ...),
     )
     return model

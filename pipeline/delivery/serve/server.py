@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -29,6 +30,56 @@ def listening_socket(*, host: str, port: int) -> Any:
     return sock
 
 
+def guarded_protocol(*, stall_timeout_s: float) -> type[Any]:
+    """The h11 protocol of uvicorn, closing a connection on which the client owes bytes while no
+    request is being answered (a request head not yet complete, or a body nobody reads after an
+    early answer) for stall_timeout_s since its first byte (or since the connection, if silent).
+
+    uvicorn bounds only the idle time between requests, and its keep-alive timer stops at the
+    first byte: a client trickling one header line at a time would hold a connection for ever.
+    """
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class GuardedH11Protocol(H11Protocol):
+        stall_timer: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._watch()
+
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            self._watch()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._stop()
+            super().connection_lost(exc)
+
+        def _waiting_on_client(self) -> bool:
+            # While the app answers a request it bounds its own reads (the body timeout).
+            return (self.cycle is None or self.cycle.response_complete) and not self.transport.is_closing()
+
+        def _watch(self) -> None:
+            if not self._waiting_on_client():
+                self._stop()
+            elif self.stall_timer is None and self.timeout_keep_alive_task is None:
+                # Armed once: trickled bytes do not push the deadline back.
+                self.stall_timer = self.loop.call_later(stall_timeout_s, self._expired)
+
+        def _stop(self) -> None:
+            if self.stall_timer is not None:
+                self.stall_timer.cancel()
+                self.stall_timer = None
+
+        def _expired(self) -> None:
+            self.stall_timer = None
+            if self._waiting_on_client():
+                logger.debug("closing a connection stalled for %s s", stall_timeout_s)
+                self.transport.close()
+
+    return GuardedH11Protocol
+
+
 def run(
     *,
     params: Params,
@@ -44,6 +95,7 @@ def run(
     import uvicorn
 
     from pipeline.core.predlog import LogWriter, open_store, resolve_url
+    from pipeline.core.redact import redact
 
     url = resolve_url(configured=params.serve.log.path, override=log_url)
     log = params.serve.log
@@ -52,15 +104,16 @@ def run(
     )
     app = create_app(params=params, env=env, source=source, profile=load_profile(params=params), writer=writer)
     sock = listening_socket(host=host, port=port)
-    logger.info("serving env %s on http://%s:%s, prediction log %s", env, host, sock.getsockname()[1], url)
+    # The log URL may carry the database password; this line ends up in service logs.
+    logger.info("serving env %s on http://%s:%s, prediction log %s", env, host, sock.getsockname()[1], redact(url))
     config = uvicorn.Config(
         app,
         workers=1,
         loop="asyncio",
-        http="h11",
+        http=guarded_protocol(stall_timeout_s=params.serve.read_timeout_seconds),
         lifespan="on",
         access_log=False,
         log_level="warning",
-        timeout_keep_alive=30,
+        timeout_keep_alive=params.serve.keep_alive_seconds,
     )
     uvicorn.Server(config).run(sockets=[sock])

@@ -36,12 +36,13 @@ class MemorySource:
     def __init__(self, models: dict[str, serve.LocalModel], state: serve.ServingState) -> None:
         self.models, self.state = models, state
         self.down = False
+        self.outage = "connection refused by the tracking server"
         self.corrupt: set[str] = set()
         self.loads: list[str] = []
 
     def current_state(self) -> serve.ServingState:
         if self.down:
-            raise ConnectionError("connection refused by the tracking server")
+            raise ConnectionError(self.outage)
         return self.state
 
     def load(self, version: str) -> serve.LocalModel:
@@ -108,8 +109,9 @@ def make_harness(
 ) -> Iterator[Any]:
     opened: list[TestClient] = []
 
-    def make(state: serve.ServingState, *, p: Params = params) -> Harness:
+    def make(state: serve.ServingState, *, p: Params = params, down: bool = False) -> Harness:
         source = MemorySource(models, state)
+        source.down = down
         log_path = tmp_path / f"log{len(opened)}.db"
         log = p.serve.log
         writer = predlog.LogWriter(
@@ -179,8 +181,60 @@ def test_oversized_body_without_content_length_is_refused(make_harness: Any, par
         for _ in range(params.serve.max_body_bytes // 1024 + 2):
             yield b" " * 1024
 
-    response = h.client.post("/predict", content=chunks())
+    response = h.client.post("/predict", content=chunks(), headers={"content-type": "application/json"})
     assert response.status_code == 413
+    assert response.headers["connection"] == "close"
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [None, "text/plain", "application/x-www-form-urlencoded", "application/jsonp", "multipart/form-data; boundary=x"],
+)
+def test_predict_refuses_a_body_that_is_not_json(
+    make_harness: Any, sample: pd.DataFrame, params: Params, content_type: str | None
+) -> None:
+    h = make_harness(serve.ServingState(champion="1"))
+    payload = json.dumps(body(rows(sample, params, 1)[0])).encode()
+    # httpx would add its own content type to a body; an explicit empty mapping sends none.
+    headers = {} if content_type is None else {"content-type": content_type}
+    response = h.client.post("/predict", content=payload, headers=headers)
+    assert response.status_code == 415, response.text
+    assert response.headers["content-type"] == "application/json"
+    assert "application/json" in response.json()["detail"]
+    assert "\n" not in response.text
+    assert 'serve_errors_total{kind="media_type"} 1.0' in h.client.get("/metrics").text
+
+
+@pytest.mark.parametrize("content_type", ["application/json; charset=utf-8", "Application/JSON", "application/json;"])
+def test_predict_accepts_json_with_parameters(
+    make_harness: Any, sample: pd.DataFrame, params: Params, content_type: str
+) -> None:
+    h = make_harness(serve.ServingState(champion="1"))
+    payload = json.dumps(body(rows(sample, params, 1)[0])).encode()
+    response = h.client.post("/predict", content=payload, headers={"content-type": content_type})
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize("bad", ["a\nb", "id\r\nforged: 1", "\x1b[2J", "nul\x00", "del\x7f", "c1\x85"])
+def test_association_id_with_control_characters_is_refused(
+    make_harness: Any, sample: pd.DataFrame, params: Params, bad: str
+) -> None:
+    h = make_harness(serve.ServingState(champion="1"))
+    response = h.client.post("/predict", json=body(rows(sample, params, 1)[0], bad))
+    assert response.status_code == 422, response.text
+    errors = response.json()["errors"]
+    assert [e["field"] for e in errors] == ["association_id"]
+    assert "control characters" in errors[0]["message"]
+
+
+def test_association_id_with_spaces_and_letters_of_any_script_is_accepted(
+    make_harness: Any, sample: pd.DataFrame, params: Params
+) -> None:
+    h = make_harness(serve.ServingState(champion="1"))
+    for good in ("user 42", "Zoë-ünïcode", "\u00a0nbsp\u2003em"):
+        response = h.client.post("/predict", json=body(rows(sample, params, 1)[0], good))
+        assert response.status_code == 200, response.text
+        assert response.json()["association_id"] == good
 
 
 def test_codes_sent_as_numbers_are_accepted(make_harness: Any, sample: pd.DataFrame, params: Params) -> None:
@@ -272,23 +326,67 @@ def test_alias_change_is_picked_up_without_failed_requests(
     assert h.client.get("/ready").json()["champion"] == "2"
 
 
-def test_registry_outage_keeps_serving_and_reports_not_ready(
-    make_harness: Any, sample: pd.DataFrame, params: Params
-) -> None:
+def metric(text: str, name: str) -> float:
+    return float(next(line.split()[-1] for line in text.splitlines() if line.startswith(f"{name} ")))
+
+
+def test_registry_outage_keeps_serving_and_stays_ready(make_harness: Any, sample: pd.DataFrame, params: Params) -> None:
     h = make_harness(serve.ServingState(champion="1"))
-    assert h.client.get("/ready").status_code == 200
+    ready = h.client.get("/ready")
+    assert ready.status_code == 200
+    assert ready.json()["registry"] == "reachable"
+    last_success = ready.json()["registry_last_success"]
+    assert last_success is not None
     h.source.down = True
     assert not h.refresh()
     ready = h.client.get("/ready")
-    assert ready.status_code == 503
+    # A load balancer asks whether this replica can answer: with a model loaded, it can.
+    assert ready.status_code == 200
+    assert ready.json()["ready"] is True
+    assert ready.json()["champion"] == "1"
+    assert ready.json()["registry"].startswith("unreachable since ")
+    assert "connection refused" in ready.json()["registry"]
+    assert ready.json()["registry_last_success"] == last_success
     assert "registry unreachable" in ready.json()["problem"]
     response = h.client.post("/predict", json=body(rows(sample, params, 1)[0]))
     assert response.status_code == 200
     assert response.json()["model_version"] == "1"
-    assert "serve_ready 0.0" in h.client.get("/metrics").text
+    metrics = h.client.get("/metrics").text
+    assert metric(metrics, "serve_ready") == 1.0
+    assert metric(metrics, "serve_registry_reachable") == 0.0
+    assert metric(metrics, "serve_models_current") == 0.0
+    assert metric(metrics, "serve_registry_last_success_timestamp_seconds") > 0
+    # Still down at the next poll: the outage keeps the time it began.
+    since = ready.json()["registry"].split(": ", 1)[0]
+    assert not h.refresh()
+    assert h.client.get("/ready").json()["registry"].split(": ", 1)[0] == since
     h.source.down = False
     assert h.refresh()
-    assert h.client.get("/ready").status_code == 200
+    ready = h.client.get("/ready")
+    assert ready.status_code == 200
+    assert ready.json()["registry"] == "reachable"
+    assert ready.json()["problem"] is None
+    assert metric(h.client.get("/metrics").text, "serve_registry_reachable") == 1.0
+
+
+def test_registry_unreachable_from_the_start_is_not_ready(make_harness: Any) -> None:
+    h = make_harness(serve.ServingState(champion="1"), down=True)
+    ready = h.client.get("/ready")
+    assert ready.status_code == 503
+    assert ready.json()["ready"] is False
+    assert ready.json()["registry"].startswith("unreachable since ")
+    assert metric(h.client.get("/metrics").text, "serve_ready") == 0.0
+
+
+def test_ready_never_shows_registry_credentials(make_harness: Any) -> None:
+    h = make_harness(serve.ServingState(champion="1"))
+    h.source.outage = "cannot reach https://alice:s3cret@mlflow.example.com/api?token=t0k3n"
+    h.source.down = True
+    assert not h.refresh()
+    text = h.client.get("/ready").text
+    assert "mlflow.example.com" in text
+    assert "s3cret" not in text
+    assert "t0k3n" not in text
 
 
 def test_corrupt_artifact_is_refused_and_the_old_version_keeps_serving(
@@ -298,8 +396,13 @@ def test_corrupt_artifact_is_refused_and_the_old_version_keeps_serving(
     h.source.corrupt.add("2")
     h.source.state = serve.ServingState(champion="2")
     assert not h.refresh()
-    ready = h.client.get("/ready").json()
-    assert ready["ready"] is False
+    response = h.client.get("/ready")
+    ready = response.json()
+    # Version 1 still answers, so the replica stays in rotation; the refusal shows beside it.
+    assert response.status_code == 200
+    assert ready["ready"] is True
+    assert ready["champion"] == "1"
+    assert ready["registry"] == "reachable"
     assert "refused model version 2" in ready["problem"]
     assert "hash mismatch" in ready["problem"]
     assert h.client.post("/predict", json=body(rows(sample, params, 1)[0])).json()["model_version"] == "1"
