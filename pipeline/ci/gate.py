@@ -171,7 +171,7 @@ def find_champion(*, params: Params, champion_model: Path | None) -> Champion:
 
         name, version = manifest.model, str(manifest.champion)
         try:
-            loaded = artifacts.load_model_version(name=name, version=version)
+            loaded = artifacts.load_model_version(name=name, version=version, pinned=manifest.champion_sha256)
         except registry_client.RegistryError as exc:
             if champion_model is None:
                 raise GateInputError(f"champion from {path}: {exc}") from exc

@@ -4,6 +4,8 @@ and the canary verdict that moves a challenger on or back.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -25,49 +27,86 @@ canary_app = typer.Typer(help="Judge a canary or shadow challenger from the pred
 app.add_typer(deploy_app, name="deploy")
 app.add_typer(canary_app, name="canary")
 EnvOpt = Annotated[str, typer.Option("--env", help="Environment: a name in params deploy.environments.")]
+# A store that is missing, locked, corrupt or unreachable: not the input's fault, so not exit 1.
+STORE_FAULT_EXIT = 2
+
+
+@contextmanager
+def registry_errors(*, env: str | None = None, extra: tuple[type[Exception], ...] = ()) -> Iterator[None]:
+    """One line for whatever a registry command meets: a refusal (exit 1); a store fault naming the
+    store, credentials masked (exit 2); SIGTERM during an apply (exit 128 + signal).
+    """
+    import logging
+
+    refusals = (*registry_refusals(), *extra)
+    # urllib3 logs every retry against an unreachable server, MLflow every failed SQL statement
+    # with its traceback; the one error line below says what matters.
+    logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
+    from pipeline.delivery.lock import ERR_TERMINATED, ApplyTerminated
+    from pipeline.delivery.registry_client import RegistryUnavailable, current_uri, store_fault
+
+    try:
+        yield
+    except typer.Exit:
+        raise
+    except ApplyTerminated as exc:
+        fail(ERR_TERMINATED.format(env=env, signal=exc), code=128 + exc.signum)
+    except RegistryUnavailable as exc:
+        fail(str(exc), code=STORE_FAULT_EXIT)
+    except Exception as exc:
+        fault = store_fault(exc, uri=current_uri())
+        if fault is not None:
+            fail(str(fault), code=STORE_FAULT_EXIT)
+        if isinstance(exc, refusals):
+            fail(str(exc))
+        raise
 
 
 @app.command()
 def register(params: ParamsOpt = DEFAULT_PARAMS) -> None:
     """Register the current run's model with lineage tags; refuses failed validation, fairness or gate."""
-    refusals = registry_refusals()
-    from pipeline.core.config import load_params
-    from pipeline.delivery.registry import register as register_model
+    with registry_errors():
+        from pipeline.core.config import load_params
+        from pipeline.delivery.registry import register as register_model
 
-    try:
         config = load_params(params)
         version = register_model(params=config, params_path=params)
-    except refusals as exc:
-        fail(str(exc))
     typer.echo(f"registered {config.tracking.registered_model} version {version}")
 
 
 @deploy_app.command("plan")
 def deploy_plan(env: EnvOpt, params: ParamsOpt = DEFAULT_PARAMS) -> None:
     """Show what `deploy apply` would change in the registry (read-only)."""
-    refusals = registry_refusals()
-    from pipeline.core.config import load_params
-    from pipeline.delivery import deploy
+    with registry_errors(env=env):
+        from pipeline.core.config import load_params
+        from pipeline.delivery import deploy
 
-    try:
         _, changes = deploy.show_plan(params=load_params(params), env=env)
-    except refusals as exc:
-        fail(str(exc))
     typer.echo(deploy.format_changes(env=env, changes=changes, applied=False))
 
 
 @deploy_app.command("apply")
 def deploy_apply(env: EnvOpt, params: ParamsOpt = DEFAULT_PARAMS) -> None:
     """Move the environment's aliases and deploy tags to match its manifest; idempotent."""
-    refusals = registry_refusals()
-    from pipeline.core.config import load_params
-    from pipeline.delivery import deploy
+    with registry_errors(env=env):
+        from pipeline.core.config import load_params
+        from pipeline.delivery import deploy
 
-    try:
         result = deploy.apply(params=load_params(params), env=env)
-    except refusals as exc:
-        fail(str(exc))
     typer.echo(deploy.format_changes(env=env, changes=result.changes, applied=True))
+
+
+@deploy_app.command("unlock")
+def deploy_unlock(env: EnvOpt, params: ParamsOpt = DEFAULT_PARAMS) -> None:
+    """Remove the environment's deploy lock, left by an apply that died on another machine."""
+    with registry_errors(env=env):
+        from pipeline.core.config import load_params
+        from pipeline.delivery import deploy
+        from pipeline.delivery.lock import describe_owner
+
+        removed = deploy.unlock(params=load_params(params), env=env)
+    typer.echo(f"{env}: removed the deploy lock {describe_owner(removed)}" if removed else f"{env}: no lock is held")
 
 
 @deploy_app.command("propose")
@@ -80,19 +119,18 @@ def deploy_propose(
     ] = None,
     params: ParamsOpt = DEFAULT_PARAMS,
 ) -> None:
-    """Edit deploy/<env>.yaml to roll a version out, for a workflow to commit or open as a PR."""
-    refusals = registry_refusals()
-    from pipeline.core.config import load_params
-    from pipeline.delivery import deploy
-
+    """Edit deploy/<env>.yaml to roll a version out, pinned to its artifact hash, for a workflow to
+    commit or open as a PR; refuses a version the registry does not have.
+    """
     if strategy not in {"none", "shadow", "canary"}:
         fail(f"--strategy must be none, shadow or canary, not {strategy!r}")
-    try:
+    with registry_errors(env=env):
+        from pipeline.core.config import load_params
+        from pipeline.delivery import deploy
+
         path = deploy.propose_version(
             params=load_params(params), env=env, version=version, strategy=strategy, share=share
         )
-    except refusals as exc:
-        fail(str(exc))
     typer.echo(f"updated {path}" if path else f"{env}: the manifest already rolls that version out")
 
 
@@ -102,11 +140,8 @@ def deploy_smoke(env: EnvOpt, params: ParamsOpt = DEFAULT_PARAMS) -> None:
     from pipeline.core.config import load_params
     from pipeline.delivery import service_smoke
 
-    refusals: tuple[type[Exception], ...] = (*registry_refusals(), service_smoke.ServiceSmokeFailed)
-    try:
+    with registry_errors(env=env, extra=(service_smoke.ServiceSmokeFailed,)):
         summary = service_smoke.run(params=load_params(params), env=env)
-    except refusals as exc:
-        fail(str(exc))
     typer.echo(f"{env}: {summary['requests']} requests answered by version(s) {', '.join(summary['versions'])}")
 
 
@@ -117,17 +152,18 @@ def lineage(
     params: ParamsOpt = DEFAULT_PARAMS,
 ) -> None:
     """Commit, data hashes, params, lock file, run, checks and deploy history of a model version."""
-    refusals = registry_refusals()
     import json
 
-    from pipeline.core.config import load_params
-    from pipeline.delivery import lineage as lineage_mod
+    from pipeline.core.redact import redact
 
-    try:
+    with registry_errors():
+        from pipeline.core.config import load_params
+        from pipeline.delivery import lineage as lineage_mod
+
         data = lineage_mod.collect(params=load_params(params), version=version)
-    except refusals as exc:
-        fail(str(exc))
-    typer.echo(json.dumps(data, indent=2, sort_keys=True) if as_json else lineage_mod.render_markdown(data))
+    # Registry tags and run errors are copied verbatim; any URL in them must lose its password.
+    text = json.dumps(data, indent=2, sort_keys=True) if as_json else lineage_mod.render_markdown(data)
+    typer.echo(redact(text))
 
 
 @app.command()
@@ -145,6 +181,7 @@ def serve(
     """Serve predictions for one environment: champion/challenger from the registry aliases."""
     from pipeline.core.config import load_params
     from pipeline.core.predlog import PredictionLogError
+    from pipeline.delivery.registry_client import RegistryError, RegistryUnavailable
     from pipeline.delivery.serve import FileSource, ModelSource, RegistrySource, ServeError, run
 
     verbose()
@@ -165,7 +202,9 @@ def serve(
             source=source,
             log_url=log_url,
         )
-    except (*known_errors(), ServeError, PredictionLogError, OSError) as exc:  # type: ignore[misc]
+    except RegistryUnavailable as exc:
+        fail(str(exc), code=STORE_FAULT_EXIT)
+    except (*known_errors(), ServeError, RegistryError, PredictionLogError, OSError) as exc:  # type: ignore[misc]
         fail(str(exc))
 
 

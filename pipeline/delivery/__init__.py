@@ -1,5 +1,6 @@
-"""From a trained model to traffic: the registry, GitOps deploy manifests, serving with
-canary and shadow routing, canary analysis, smoke checks, lineage and a load generator.
+"""From a trained model to traffic: the registry, GitOps deploy manifests applied under a
+crash-safe lock with sealed states, serving with canary and shadow routing, canary analysis,
+smoke checks, lineage and a load generator.
 
 Imports `pipeline.core` and `pipeline.stages` only.
 """
@@ -14,9 +15,12 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
         "deploy",
         "lineage",
         "loadgen",
+        "lock",
         "manifest",
+        "proposal",
         "registry",
         "registry_client",
+        "registry_state",
         "serve",
         "service_smoke",
         "smoke",

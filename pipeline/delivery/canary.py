@@ -328,7 +328,9 @@ def analyze(
     start = end - params.canary.window_hours * 3600
     url = predlog.resolve_url(configured=params.serve.log.path, override=log_url)
     try:
-        log = predlog.read_log(url=url, env=env, start=start, end=end)
+        log = predlog.read_log(
+            url=url, env=env, start=start, end=end, retention_days=params.serve.log.retention_days, now=end
+        )
     except predlog.PredictionLogError as exc:
         raise CanaryInputError(str(exc)) from exc
     labels = read_labels(path=labels_path, params=params) if labels_path is not None else None

@@ -8,6 +8,7 @@ import logging
 import subprocess
 from typing import TYPE_CHECKING, Any
 
+from pipeline.core.redact import redact
 from pipeline.delivery import artifacts, deploy, registry, registry_client
 
 if TYPE_CHECKING:
@@ -44,7 +45,8 @@ def collect(*, params: Params, version: str, mlflow_client: MlflowClient | None 
         info = mlflow_client.get_run(mv.run_id)
         run.update(name=info.info.run_name, params=dict(info.data.params), metrics=dict(info.data.metrics))
     except Exception as exc:  # the run may have been deleted; the version's tags still hold lineage
-        run["error"] = str(exc)
+        # MLflow's request errors quote the tracking URI, credentials included.
+        run["error"] = redact(str(exc))
     deployments = []
     for env in params.deploy.environments:
         for entry in deploy.history(tags=model_tags, env=env):
@@ -111,4 +113,5 @@ def render_markdown(data: dict[str, Any]) -> str:
                 + (f" ([run]({d['run_url']}))" if d.get("run_url") else "")
                 + " |"
             )
-    return "\n".join(lines) + "\n"
+    # Tags and deploy records are copied verbatim (run links come from the workflow's environment).
+    return redact("\n".join(lines) + "\n")

@@ -2,7 +2,8 @@
 read the deployment state that `pipeline deploy apply` writes.
 
 Serving reads what to serve from here alone (aliases + registered-model tags), never from files.
-The shared client lives in `registry_client`, verified download and loading in `artifacts`.
+The shared client lives in `registry_client`, verified download and loading in `artifacts`, what
+aliases and deploy tags mean (and the seal of a complete apply) in `registry_state`.
 """
 
 from __future__ import annotations
@@ -11,10 +12,9 @@ import hashlib
 import logging
 import os
 import tempfile
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from pipeline.delivery.artifacts import (
     ARTIFACT_HASH_TAG,
@@ -34,6 +34,28 @@ from pipeline.delivery.registry_client import (
     _not_found,
     client,
     fail_fast,
+    request_error,
+)
+from pipeline.delivery.registry_state import (
+    ROLES,
+    SEAL_PENDING,
+    STRATEGIES,
+    DeploymentState,
+    StateInChange,
+    Strategy,
+    alias,
+    deployed_pins,
+    deployment_state,
+    manifest_tag,
+    pin_tag,
+    read_deployment,
+    resolve_alias,
+    seal,
+    seal_tag,
+    sealed_fields,
+    share_tag,
+    state_from,
+    strategy_tag,
 )
 from pipeline.stages.train import MODEL_ARTIFACT
 
@@ -47,50 +69,55 @@ __all__ = [
     "DVC_LOCK_TAG",
     "NOT_RUN",
     "REGISTERED_REPORT",
-    "ROLES",
     "RUN_ID_TAG",
     "STATUS_TAGS",
-    "STRATEGIES",
-    "DeploymentState",
-    "Strategy",
     "actor",
-    "alias",
-    "deployment_state",
     "file_sha256",
     "lineage_tags",
     "refusals",
     "register",
     "registered_version",
     "report_status",
-    "resolve_alias",
-    "share_tag",
-    "state_from",
     "statuses",
-    "strategy_tag",
     "utc_now",
 ]
-# Re-exported for callers that reach them as registry.<name>; they live in artifacts and
-# registry_client since the split.
+# Re-exported for callers that reach them as registry.<name>; they live in registry_state,
+# artifacts and registry_client since the splits.
 __all__ += [
     "ARTIFACT_HASH_TAG",
     "ERR_HASH_MISMATCH",
     "ERR_NO_HASH",
     "ERR_UNKNOWN_VERSION",
     "FAIL_FAST_ENV",
+    "ROLES",
+    "SEAL_PENDING",
+    "STRATEGIES",
+    "DeploymentState",
     "LoadedModel",
     "RegistryError",
+    "StateInChange",
+    "Strategy",
+    "alias",
     "client",
+    "deployed_pins",
+    "deployment_state",
     "fail_fast",
     "load_model_version",
+    "manifest_tag",
+    "pin_tag",
+    "read_deployment",
+    "resolve_alias",
+    "seal",
+    "seal_tag",
+    "sealed_fields",
+    "share_tag",
+    "state_from",
+    "strategy_tag",
     "tree_sha256",
     "verify_version",
 ]
 
 logger = logging.getLogger(__name__)
-
-Strategy = Literal["none", "shadow", "canary"]
-STRATEGIES: tuple[Strategy, ...] = ("none", "shadow", "canary")
-ROLES = ("champion", "challenger")
 
 RUN_ID_TAG = "run.id"
 STATUS_TAGS = {"validation": "status.validation", "fairness": "status.fairness", "gate": "status.gate"}
@@ -98,73 +125,6 @@ NOT_RUN = "not-run"
 REGISTERED_REPORT = "registered.json"
 DVC_LOCK = "dvc.lock"
 DVC_LOCK_TAG = "dvc.lock.sha256"
-
-
-@dataclass(frozen=True)
-class DeploymentState:
-    champion: str | None
-    challenger: str | None
-    strategy: Strategy
-    traffic_share: float
-
-
-def alias(*, env: str, role: str) -> str:
-    """`<env>-champion` / `<env>-challenger`: registry aliases, never the deprecated stages."""
-    return f"{env}-{role}"
-
-
-def strategy_tag(env: str) -> str:
-    return f"deploy.{env}.strategy"
-
-
-def share_tag(env: str) -> str:
-    return f"deploy.{env}.traffic_share"
-
-
-# ---- aliases and deployment state -----------------------------------------------------------
-
-
-def resolve_alias(*, name: str, alias: str) -> str | None:
-    """The version an alias points at, or None when the alias (or the model) does not exist."""
-    try:
-        mv = client().get_model_version_by_alias(name, alias)
-    except Exception as exc:
-        if _not_found(exc):
-            return None
-        raise RegistryError(f"registry request for alias {alias} of {name} failed: {exc}") from exc
-    return str(mv.version)
-
-
-def state_from(*, aliases: dict[str, Any], tags: dict[str, str], env: str) -> DeploymentState:
-    """Pure: the deployment state of one environment from a registered model's aliases and tags."""
-    champion = aliases.get(alias(env=env, role="champion"))
-    challenger = aliases.get(alias(env=env, role="challenger"))
-    strategy = tags.get(strategy_tag(env), "none")
-    if strategy not in STRATEGIES:
-        raise RegistryError(f"registered-model tag {strategy_tag(env)}={strategy!r} is not one of {STRATEGIES}")
-    try:
-        share = float(tags.get(share_tag(env), "0"))
-    except ValueError as exc:
-        raise RegistryError(f"registered-model tag {share_tag(env)} is not a number") from exc
-    if challenger is None:
-        # No challenger means nothing to route to, whatever a stale tag says.
-        strategy, share = "none", 0.0
-    return DeploymentState(
-        champion=None if champion is None else str(champion),
-        challenger=None if challenger is None else str(challenger),
-        strategy=strategy,  # type: ignore[arg-type]
-        traffic_share=share,
-    )
-
-
-def deployment_state(*, name: str, env: str) -> DeploymentState:
-    try:
-        model = client().get_registered_model(name)
-    except Exception as exc:
-        if _not_found(exc):
-            raise RegistryError(f"registered model {name} does not exist; run `pipeline register` first") from exc
-        raise RegistryError(f"registry request for {name} failed: {exc}") from exc
-    return state_from(aliases=dict(model.aliases or {}), tags=dict(model.tags or {}), env=env)
 
 
 # ---- register -------------------------------------------------------------------------------
@@ -249,7 +209,7 @@ def _logged_model_id(mlflow_client: MlflowClient, *, run_id: str) -> str:
                 f"MLflow run {run_id} (reports/run.json) is not in the tracking store at "
                 f"{mlflow_client.tracking_uri}: train against this store first"
             ) from exc
-        raise RegistryError(f"registry request for run {run_id} failed: {exc}") from exc
+        raise request_error(exc, what=f"run {run_id}", uri=mlflow_client.tracking_uri) from exc
     models = mlflow_client.search_logged_models(
         experiment_ids=[run.info.experiment_id],
         filter_string=f"source_run_id = '{run_id}' AND name = '{MODEL_ARTIFACT}'",
@@ -266,7 +226,7 @@ def _already_registered(mlflow_client: MlflowClient, *, name: str, run_id: str) 
     try:
         versions = list(mlflow_client.search_model_versions(f"name = '{name}'"))
     except Exception as exc:
-        raise RegistryError(f"registry request for {name} failed: {exc}") from exc
+        raise request_error(exc, what=name, uri=mlflow_client.tracking_uri) from exc
     lock = file_sha256(Path(DVC_LOCK))
     for mv in sorted(versions, key=lambda v: int(v.version)):
         same_lock = lock != "missing" and (mv.tags or {}).get(DVC_LOCK_TAG) == lock
@@ -304,7 +264,7 @@ def register(*, params: Params, params_path: Path) -> str:
         mlflow_client.create_registered_model(name)
     except Exception as exc:
         if _error_code(exc) != "RESOURCE_ALREADY_EXISTS":
-            raise RegistryError(f"cannot create registered model {name}: {exc}") from exc
+            raise request_error(exc, what=f"creating registered model {name}", uri=mlflow_client.tracking_uri) from exc
     mv = mlflow_client.create_model_version(
         name=name, source=f"models:/{model_id}", run_id=run_id, tags=tags, model_id=model_id
     )

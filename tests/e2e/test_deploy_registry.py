@@ -143,7 +143,9 @@ def test_unknown_version_is_refused_and_nothing_moves(ws: Workspace) -> None:
 def test_plan_then_apply_is_idempotent(ws: Workspace) -> None:
     commit_manifest(ws, "production", "canary v2", champion=1, challenger=2, strategy="canary", traffic_share=0.2)
     _, changes = deploy.show_plan(params=ws.params, env="production")
-    assert len(changes) == 5
+    # Two aliases, strategy, share, manifest hash, and the seal written last.
+    assert len(changes) == 6
+    assert changes[-1].key == "deploy.production.seal"
     first = deploy.apply(params=ws.params, env="production")
     assert first.changes == changes
     assert first.record is not None

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from pipeline.cli import app
 from pipeline.delivery import artifacts, deploy, lineage, registry, service_smoke
 from pipeline.delivery import manifest as manifests
-from tests.deploy_support import Workspace, commit_manifest, git, make_workspace, register_new
+from tests.deploy_support import Workspace, commit_manifest, git, make_workspace, register_new, write_manifest
 
 pytestmark = pytest.mark.e2e
 
@@ -81,10 +81,12 @@ def test_register_apply_canary_revert_against_the_server(ws: Workspace) -> None:
 def test_unreachable_server_fails_fast(ws: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
     from tests.conftest_servers import free_port
 
+    write_manifest(ws, "production", champion=1)  # so the command gets as far as the registry
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{free_port()}")
     started = time.monotonic()
     result = CliRunner().invoke(app, ["deploy", "plan", "--env", "production"])
-    assert result.exit_code == 1
-    assert "error:" in result.output
+    # A store fault, not a refusal of the input: exit 2.
+    assert result.exit_code == 2
+    assert "error: cannot reach the registry at http://127.0.0.1:" in result.output
     assert "Traceback" not in result.output
     assert time.monotonic() - started < 30

@@ -88,24 +88,48 @@ def state_from_registry(state: Any) -> ServingState:
 
 
 class RegistrySource:
-    """Production wiring: aliases `<env>-champion` / `<env>-challenger` of the registered model."""
+    """Production wiring: aliases `<env>-champion` / `<env>-challenger` of the registered model.
+
+    Only sealed states are served: while an apply is part-way (or was killed part-way) the last
+    sealed state read stays current, so no half-moved set of aliases and tags ever routes traffic.
+    A version the manifest pinned loads only if its artifact hashes to that pin.
+    """
 
     def __init__(self, *, params: Params, env: str) -> None:
-        from pipeline.core.tracking import connect
+        from pipeline.delivery import registry_client
 
         self.name = params.tracking.registered_model
         self.env = env
-        connect(params.tracking)
+        # Refuses a missing store instead of letting MLflow create an empty one at a wrong path.
+        registry_client.client(params=params)
+        self._sealed: ServingState | None = None
+        self._pins: dict[str, str] = {}
+        self._in_change = False
 
     def current_state(self) -> ServingState:
         from pipeline.delivery import registry
 
-        return state_from_registry(registry.deployment_state(name=self.name, env=self.env))
+        try:
+            state, pins = registry.read_deployment(name=self.name, env=self.env)
+        except registry.StateInChange as exc:
+            if self._sealed is None:
+                raise
+            if not self._in_change:
+                logger.warning("%s; serving the last complete state until it is sealed", exc)
+            self._in_change = True
+            return self._sealed
+        if self._in_change:
+            logger.info("the %s deployment is sealed again", self.env)
+        self._in_change = False
+        self._sealed, self._pins = state_from_registry(state), pins
+        return self._sealed
 
     def load(self, version: str) -> LoadedModelLike:
         from pipeline.delivery import registry
 
-        loaded: LoadedModelLike = registry.load_model_version(name=self.name, version=version)
+        loaded: LoadedModelLike = registry.load_model_version(
+            name=self.name, version=version, pinned=self._pins.get(version)
+        )
         return loaded
 
 

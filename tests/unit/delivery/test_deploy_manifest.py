@@ -105,7 +105,8 @@ def test_withdrawing_a_challenger_stops_routing_first(params: Params) -> None:
     tags = {"deploy.production.strategy": "canary", "deploy.production.traffic_share": "0.2"}
     changes = deploy.plan(desired=desired, aliases=aliases, tags=tags)
     assert changes[0].key == "deploy.production.strategy"
-    assert changes[-1] == deploy.Change("alias", "production-challenger", "2", None)
+    assert changes[-2] == deploy.Change("alias", "production-challenger", "2", None)
+    assert changes[-1].key == "deploy.production.seal"
 
 
 def test_propose_promote_rollback(params: Params) -> None:
