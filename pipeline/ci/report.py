@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.core.config import Params
+from pipeline.core.redact import redact
 
 logger = logging.getLogger(__name__)
 
@@ -228,15 +229,19 @@ def render(*, inputs: dict[str, Any]) -> str:
     lines += _fairness_section(inputs.get("fairness"), inputs.get("gate"))
     lines += _validation_section(inputs.get("validation"), inputs.get("prepare"))
     lines += _mlflow_section(inputs.get("mlflow"))
-    return "\n".join(lines).rstrip() + "\n"
+    # The page is posted on the pull request; the champion's fallback note and DVC's errors
+    # quote URLs (registry, DVC remote) that may carry credentials.
+    return redact("\n".join(lines).rstrip() + "\n")
 
 
 def mlflow_link(*, run: dict[str, Any] | None, tracking_uri: str) -> dict[str, Any] | None:
     """Pure: the run's UI link when tracking is a server; the UI redirects /#/runs/<id> itself."""
     if not run:
         return None
-    url = f"{tracking_uri.rstrip('/')}/#/runs/{run['run_id']}" if tracking_uri.startswith("http") else None
-    return {"run_id": run.get("run_id"), "experiment": run.get("experiment"), "tracking_uri": tracking_uri, "url": url}
+    # A team server's URI may carry user:password: the link keeps the host, never the secret.
+    uri = redact(tracking_uri)
+    url = f"{uri.rstrip('/')}/#/runs/{run['run_id']}" if uri.startswith("http") else None
+    return {"run_id": run.get("run_id"), "experiment": run.get("experiment"), "tracking_uri": uri, "url": url}
 
 
 def _optional(path: Path) -> Any:

@@ -47,7 +47,7 @@ def drift(
         bool,
         typer.Option(
             "--exit-zero-on-verdict",
-            help="Exit 0 for every verdict (read it from GITHUB_OUTPUT or drift.json); bad input still exits 2.",
+            help="Exit 0 for every verdict, data quality too (read it from GITHUB_OUTPUT or drift.json); bad input still exits 2.",
         ),
     ] = False,
     log_url: Annotated[
@@ -61,9 +61,10 @@ def drift(
     ] = None,
     params: ParamsOpt = DEFAULT_PARAMS,
 ) -> None:
-    """Compare a production batch with the reference: exit 0 no drift, 1 drift, 2 not enough data or bad input."""
+    """Compare a production batch with the reference: exit 0 no drift, 1 drift or data quality (features missing or infinite beyond the reference's share), 2 not enough data or bad input."""
     from pipeline.core.config import load_params
-    from pipeline.monitoring.drift import EXIT_CODES, DriftInputError, run
+    from pipeline.monitoring.drift import EXIT_CODES, NOT_ENOUGH_DATA, DriftInputError, run
+    from pipeline.monitoring.drift.report import one_line
 
     verbose()
     refusals: tuple[type[Exception], ...] = (*known_errors(), DriftInputError)
@@ -84,8 +85,8 @@ def drift(
             until=until,
         )
     except refusals as exc:
-        fail(str(exc), code=EXIT_CODES["not enough data"])
-    typer.echo(f"drift check: {summary['verdict']}")
+        fail(str(exc), code=EXIT_CODES[NOT_ENOUGH_DATA])
+    typer.echo(one_line(summary=summary))
     # A workflow branches on the verdict in its outputs: a failed step must mean the check itself failed.
     raise typer.Exit(0 if exit_zero_on_verdict else EXIT_CODES[summary["verdict"]])
 
@@ -191,8 +192,11 @@ def retrain(
         summary = run(params=config, params_path=params, drift_path=drift_path, champion_model=champion_model)
     except RetrainRefused as exc:
         if exit_zero_on_refusal:
-            # An expected outcome for the workflow (it alerts instead), so not an error.
-            typer.secho(f"retraining refused: {exc}", fg=typer.colors.YELLOW, err=True)
+            # An expected outcome for the workflow (it alerts instead), so not an error; printed
+            # past fail(), so it gets fail()'s redaction here.
+            from pipeline.core.redact import redact
+
+            typer.secho(redact(f"retraining refused: {exc}"), fg=typer.colors.YELLOW, err=True)
             return
         fail(f"retraining refused: {exc}", code=EXIT_CODES[REFUSED])
     except (*known_errors(), RetrainInputError, GateInputError) as exc:  # type: ignore[misc]

@@ -45,6 +45,7 @@ def reproduce(*, force: bool = False) -> None:
 def summary(*, params_path: Path) -> str:
     from pipeline.core import io
     from pipeline.core.config import load_params
+    from pipeline.core.redact import redact
     from pipeline.core.tracking import tracking_uri
 
     params = load_params(params_path)
@@ -53,7 +54,8 @@ def summary(*, params_path: Path) -> str:
     fairness = io.read_json(reports / "fairness.json")
     train = io.read_json(reports / "train.json")
     run = io.read_json(reports / "run.json")
-    uri = tracking_uri(params.tracking)
+    # The team server's URI may carry user:password; the summary lands in CI logs.
+    uri = redact(tracking_uri(params.tracking))
     ui = f"mlflow ui --backend-store-uri {uri}" if uri.startswith("sqlite") else uri
     recall = ", ".join(f"class {c} {b['recall']:.3f}" for c, b in sorted(metrics["per_class"].items()))
     return "\n".join(

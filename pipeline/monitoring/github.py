@@ -15,6 +15,8 @@ from typing import Any
 
 import httpx
 
+from pipeline.core.redact import redact
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_API = "https://api.github.com"
@@ -34,6 +36,10 @@ ERR_API = "GitHub API {method} {path} answered {status}: {detail}"
 
 class GitHubError(RuntimeError):
     """A token is missing or the GitHub API refused a call."""
+
+    def __init__(self, message: str) -> None:
+        # The API's answer is quoted verbatim: a URL it echoes must not keep a credential.
+        super().__init__(redact(message))
 
 
 def require_token(*, name: str, environ: Mapping[str, str] | None = None) -> str:
@@ -61,7 +67,9 @@ def alert_body(*, why: Sequence[str], reason: str, run_url: str | None) -> str:
     ]
     if run_url:
         lines += ["", f"Run: {run_url}"]
-    return "\n".join(lines) + "\n"
+    # The issue is public to the repository: the refusal reason and the run link (from the
+    # runner's environment) must not carry credentials there.
+    return redact("\n".join(lines) + "\n")
 
 
 def _call(client: httpx.Client, method: str, path: str, **kwargs: Any) -> Any:
