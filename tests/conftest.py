@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pandas as pd
@@ -16,6 +19,24 @@ from tests.conftest_servers import mlflow_server, postgres_url  # noqa: F401 - P
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+
+
+def runner_variables(environ: Mapping[str, str]) -> list[str]:
+    """What a CI runner leaks into a test run: GitHub's own variables, and a workflow's env that
+    would override the Makefile's `VAR ?= default` in every `make` a test starts.
+    """
+    makefile = (REPO_ROOT / "Makefile").read_text(encoding="utf-8")
+    overridable = set(re.findall(r"^([A-Z][A-Z0-9_]*) \?=", makefile, flags=re.M))
+    return sorted(k for k in environ if k.startswith("GITHUB_") or k in overridable)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_runner_variables() -> Iterator[None]:
+    # Tests pin what they need themselves; the same suite must pass on a laptop and on a runner.
+    with pytest.MonkeyPatch.context() as patch:
+        for key in runner_variables(os.environ):
+            patch.delenv(key)
+        yield
 
 
 @pytest.fixture(scope="session")

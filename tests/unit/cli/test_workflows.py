@@ -4,6 +4,7 @@ and actionlint and zizmor (the real tools) find nothing.
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import subprocess
@@ -219,3 +220,18 @@ def test_pipeline_lint_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     dirty = CliRunner().invoke(app, ["lint"])
     assert dirty.exit_code == 1
     assert "zizmor" in dirty.output
+
+
+def test_runner_variables_are_kept_from_the_tests() -> None:
+    from tests.conftest import runner_variables
+
+    leaked = {
+        "GITHUB_ACTOR": "bot",
+        "GITHUB_SHA": "0" * 40,
+        "BASE": "abc",
+        "CHAMPION": "x",
+        "PATH": "/bin",
+        "CI": "true",
+    }
+    assert runner_variables(leaked) == ["BASE", "CHAMPION", "GITHUB_ACTOR", "GITHUB_SHA"]
+    assert not runner_variables(os.environ)
