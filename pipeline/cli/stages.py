@@ -83,7 +83,7 @@ def run(
 
 @app.command()
 def lint() -> None:
-    """ruff, mypy, and actionlint + zizmor over .github/workflows."""
+    """ruff, mypy, actionlint + zizmor over .github/workflows, and no unresolved update (*.rej, conflict markers)."""
     from pipeline.core import runner
 
     failed = runner.lint()

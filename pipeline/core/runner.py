@@ -73,7 +73,9 @@ def summary(*, params_path: Path) -> str:
 
 
 def lint() -> list[str]:
-    """Every check runs even after one fails, so a single pass shows all problems."""
+    """Every check runs even after one fails, so a single pass shows all problems. The last one
+    refuses what an unresolved `copier update` leaves behind (see update_leftovers).
+    """
     checks: list[tuple[str, list[str]]] = [
         ("ruff check", [_tool("ruff"), "check", "."]),
         ("ruff format", [_tool("ruff"), "format", "--check", "."]),
@@ -90,7 +92,52 @@ def lint() -> list[str]:
         print(f"--- {name}", flush=True)
         if subprocess.run(cmd, env=tool_env(), check=False).returncode != 0:
             failed.append(name)
+    print("--- update leftovers", flush=True)
+    leftovers = update_leftovers(root=Path("."))
+    print("\n".join(leftovers) or "none", flush=True)
+    if leftovers:
+        failed.append("update leftovers")
     return failed
+
+
+# What `git merge-file` (and so `copier update --conflict inline`) writes around a conflict.
+CONFLICT_MARKERS = (b"<<<<<<< ", b">>>>>>> ")
+# Git's own test for a binary file: a NUL byte near the start.
+_BINARY_SNIFF = 8000
+
+
+def _git_paths(root: Path, *args: str) -> list[str] | None:
+    result = subprocess.run(["git", "ls-files", "-z", *args], cwd=root, capture_output=True, check=False)
+    if result.returncode != 0:
+        return None
+    # An unmerged path is listed once per conflict stage.
+    return list(dict.fromkeys(os.fsdecode(p) for p in result.stdout.split(b"\0") if p))
+
+
+def update_leftovers(*, root: Path) -> list[str]:
+    """One line per unresolved update left in the work tree: `*.rej` files that git would commit
+    (tracked, or untracked and not ignored) and conflict markers in tracked text files.
+
+    Outside a git work tree nothing is tracked, so nothing is reported.
+    """
+    rejected = _git_paths(root, "--cached", "--others", "--exclude-standard", "--", "*.rej")
+    tracked = _git_paths(root, "--cached")
+    if rejected is None or tracked is None:
+        return []
+    problems = [f"{rel}: hunks an update could not apply; apply them by hand, then delete the file" for rel in rejected]
+    for rel in tracked:
+        path = root / rel
+        if rel.endswith(".rej") or not path.is_file():
+            continue
+        with path.open("rb") as fh:
+            if b"\0" in fh.read(_BINARY_SNIFF):
+                continue
+            fh.seek(0)
+            lines = [n for n, line in enumerate(fh, start=1) if line.startswith(CONFLICT_MARKERS)]
+        if lines:
+            where = ", ".join(str(n) for n in lines)
+            problems.append(f"{rel}: conflict markers on lines {where}; keep the right text and delete the markers")
+    return problems
 
 
 def stop_group(proc: subprocess.Popen[Any], *, sig: signal.Signals = signal.SIGTERM, timeout: float = 20) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 
+from pipeline.core import params_edit
 from pipeline.core.config import Params, RetrainSection
 
 logger = logging.getLogger(__name__)
@@ -39,7 +39,6 @@ ERR_NO_JOIN = "{labels}: no label id matches a row of {features}: the labels bel
 ERR_MISSING_COLUMNS = "{path}: lacks the columns {columns} of the reference table"
 ERR_ID_CLASH = "the new training table repeats {count} ids across its sources (e.g. {examples}); ids must be unique"
 ERR_TOO_FEW = "only {rows} labelled production rows in the window ({periods}); retrain.min_labelled_rows is {minimum}"
-ERR_NO_RAW_KEY = "{path}: no `raw:` key under the `data:` section to point at the new table"
 ERR_DRIFT_REPORT = "{path}: drift report not found; run `pipeline drift` first or leave --drift out"
 
 
@@ -153,25 +152,13 @@ def content_name(frame: pd.DataFrame) -> str:
     return f"retrain-{hashlib.sha256(digest.tobytes()).hexdigest()[:12]}.parquet"
 
 
-_SECTION = re.compile(r"^(\S[^:#]*):")
-_RAW = re.compile(r"^(\s+raw:[ \t]*)(\S[^#\n]*?)([ \t]*(#.*)?)$")
-
-
 def set_raw_path(*, text: str, path: str, source: str = "params.yaml") -> str:
     """params.yaml text with `data.raw` set to `path`; every other byte stays as it was."""
-    lines = text.splitlines(keepends=True)
-    section = None
-    for i, line in enumerate(lines):
-        top = _SECTION.match(line)
-        if top:
-            section = top.group(1).strip()
-            continue
-        match = _RAW.match(line.rstrip("\n"))
-        if section == "data" and match:
-            ending = "\n" if line.endswith("\n") else ""
-            lines[i] = f"{match.group(1)}{path}{match.group(3)}{ending}"
-            return "".join(lines)
-    raise RetrainInputError(ERR_NO_RAW_KEY.format(path=source))
+    try:
+        return params_edit.set_scalar(text=text, key="data.raw", value=path, source=source)
+    except params_edit.ParamsEditError as exc:
+        # The CLI maps RetrainInputError to "bad input" (exit 2), like every other refusal here.
+        raise RetrainInputError(str(exc)) from exc
 
 
 # --------------------------------------------------------------------------- pull-request body

@@ -160,7 +160,7 @@ def test_set_raw_path_edits_only_that_key() -> None:
     text = "base:\n  raw: keep\ndata:\n  raw: data/raw/a.parquet  # note\n  sample_rows: 0\nother:\n  raw: keep\n"
     edited = retrain.set_raw_path(text=text, path="data/raw/b.parquet")
     assert edited == text.replace("data/raw/a.parquet", "data/raw/b.parquet")
-    with pytest.raises(retrain.RetrainInputError, match="no `raw:` key"):
+    with pytest.raises(retrain.RetrainInputError, match=r"no `data\.raw` key"):
         retrain.set_raw_path(text="data:\n  sample_rows: 0\n", path="x")
 
 
