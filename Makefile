@@ -44,9 +44,11 @@ run: env
 lint: env
 	$(BIN)/pipeline lint
 
+# One worker per core; a test file stays on one worker, so its module-scoped set-up (a trained
+# template, a registry, a server) is built once.
 test: env postgres
 	$(BIN)/pipeline lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --dist loadfile
 
 # The team set-up tests start PostgreSQL from Debian's package: install it when missing
 # (CI must run those tests, not skip them). sudo only when not already root.
