@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
+from io import BytesIO
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -137,11 +139,53 @@ class ModelFileError(ValueError):
 
 
 def save_model(model: Pipeline, path: Path | str) -> None:
+    """Write the model as a skops file whose bytes depend on the model only, so the same model
+    always has the same hash in dvc.lock and a rerun is a cache hit.
+    """
     import skops.io as sio
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    sio.dump(model, path)
+    path.write_bytes(canonical_skops(sio.dumps(model)))
+
+
+_SKOPS_FILE = re.compile(r'"file": "([^"]+)"')
+_SKOPS_ID = re.compile(r'"__id__": (\d+)')
+_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+
+
+def canonical_skops(data: bytes) -> bytes:
+    """The same skops archive with what varies between runs taken out: skops names array files
+    and memo entries after object ids (memory addresses) and stamps every entry with the time.
+    Ids are renumbered in order of first appearance, which keeps shared objects shared.
+    """
+    import zipfile
+
+    source = zipfile.ZipFile(BytesIO(data))
+    schema = source.read("schema.json").decode("utf-8")
+    files: dict[str, str] = {}
+    for name in _SKOPS_FILE.findall(schema):
+        files.setdefault(name, f"{len(files):05d}.{name.rsplit('.', 1)[-1]}")
+    ids: dict[str, str] = {}
+    for value in _SKOPS_ID.findall(schema):
+        # From 1: the loader skips its memo for a falsy id.
+        ids.setdefault(value, str(len(ids) + 1))
+    schema = _SKOPS_FILE.sub(lambda m: f'"file": "{files[m[1]]}"', schema)
+    schema = _SKOPS_ID.sub(lambda m: f'"__id__": {ids[m[1]]}', schema)
+    unreferenced = sorted(set(source.namelist()) - set(files) - {"schema.json"})
+    if unreferenced:
+        raise ModelFileError(f"skops archive holds entries its schema does not name: {unreferenced[:3]}")
+    out = BytesIO()
+    with zipfile.ZipFile(out, "w") as target:
+        for name, payload, original in [
+            ("schema.json", schema.encode("utf-8"), "schema.json"),
+            *((new, source.read(old), old) for old, new in files.items()),
+        ]:
+            info = zipfile.ZipInfo(name, date_time=_ZIP_EPOCH)
+            info.compress_type = source.getinfo(original).compress_type
+            info.external_attr = 0o644 << 16
+            target.writestr(info, payload)
+    return out.getvalue()
 
 
 def load_model(path: Path | str) -> Pipeline:

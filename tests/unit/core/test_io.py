@@ -77,3 +77,33 @@ def test_model_round_trip_needs_no_extra_trust(tmp_path: Path, params: Params, r
             pd.Series(loaded.predict_proba(frame[features])[:, 1]),
             pd.Series(model.predict_proba(frame[features])[:, 1]),
         )
+
+
+def test_the_same_model_always_has_the_same_bytes(tmp_path: Path, params: Params, raw_frame: pd.DataFrame) -> None:
+    # skops names entries after memory addresses and stamps the time: dvc.lock would change on
+    # every rerun. Saved twice, and saved again after a reload (new objects, new addresses).
+    from pipeline.stages.train import build_pipeline
+
+    frame = raw_frame.head(400)
+    features = list(params.data.features)
+    spec = next(iter(params.train.estimators.values()))
+    model = build_pipeline(data=params.data, spec=spec, seed=params.base.seed)
+    model.fit(frame[features], frame[params.base.target])
+    io.save_model(model, tmp_path / "a.skops")
+    io.save_model(model, tmp_path / "b.skops")
+    io.save_model(io.load_model(tmp_path / "a.skops"), tmp_path / "c.skops")
+    first = (tmp_path / "a.skops").read_bytes()
+    assert (tmp_path / "b.skops").read_bytes() == first
+    assert (tmp_path / "c.skops").read_bytes() == first
+
+
+def test_a_shared_array_stays_shared_after_renumbering(tmp_path: Path) -> None:
+    import numpy as np
+    import skops.io as sio
+
+    shared = np.arange(5.0)
+    data = sio.dumps({"a": shared, "b": shared})
+    (tmp_path / "m.skops").write_bytes(io.canonical_skops(data))
+    loaded = sio.load(tmp_path / "m.skops", trusted=sio.get_untrusted_types(file=tmp_path / "m.skops"))
+    assert loaded["a"] is loaded["b"]
+    np.testing.assert_array_equal(loaded["a"], shared)
