@@ -71,9 +71,12 @@ def test_noop_repro_changes_nothing(pipeline_repo: Path) -> None:
 
 
 def test_forced_rerun_is_byte_identical(pipeline_repo: Path) -> None:
-    before = {name: (pipeline_repo / "reports" / name).read_bytes() for name in ("metrics.json", "fairness.json")}
+    # The model file too: the same model must keep its hash in dvc.lock, or no cache ever hits.
+    paths = load_params(pipeline_repo / "params.yaml").paths
+    files = (paths.reports / "metrics.json", paths.reports / "fairness.json", paths.model)
+    before = {name: (pipeline_repo / name).read_bytes() for name in files}
     run([str(BIN / "dvc"), "repro", "--force"], pipeline_repo)
-    after = {name: (pipeline_repo / "reports" / name).read_bytes() for name in before}
+    after = {name: (pipeline_repo / name).read_bytes() for name in files}
     assert after == before
 
 
