@@ -4,14 +4,17 @@ reports and small sklearn pipelines logged the way train.py logs them (no full p
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import subprocess
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from pipeline.core import io
 from pipeline.core.config import Params, load_params
@@ -100,6 +103,18 @@ def log_model(ws: Workspace, *, rows: int, offset: int) -> str:
 def register_new(ws: Workspace, *, rows: int, offset: int) -> str:
     log_model(ws, rows=rows, offset=offset)
     return registry.register(params=ws.params, params_path=ws.params_path)
+
+
+@contextlib.contextmanager
+def two_versions(root: Path, *, rows: int) -> Iterator[Workspace]:
+    """Versions 1 and 2 registered in an embedded store under root, the working directory."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)
+        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
+        ws = make_workspace(root)
+        assert register_new(ws, rows=rows, offset=0) == "1"
+        assert register_new(ws, rows=rows, offset=rows) == "2"
+        yield ws
 
 
 def write_manifest(ws: Workspace, env: str, **fields: object) -> Path:

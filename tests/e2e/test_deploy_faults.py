@@ -27,9 +27,8 @@ from tests.deploy_support import (
     REPO_ROOT,
     Workspace,
     commit_manifest,
-    make_workspace,
-    register_new,
     reset_deployments,
+    two_versions,
     write_manifest,
 )
 
@@ -43,13 +42,7 @@ SEED = 20_240_611
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
-    root = tmp_path_factory.mktemp("deploy-faults")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(root)
-        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
-        ws = make_workspace(root)
-        assert register_new(ws, rows=ROWS, offset=0) == "1"
-        assert register_new(ws, rows=ROWS, offset=ROWS) == "2"
+    with two_versions(tmp_path_factory.mktemp("deploy-faults"), rows=ROWS) as ws:
         yield ws
 
 

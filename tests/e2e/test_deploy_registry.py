@@ -20,9 +20,9 @@ from tests.deploy_support import (
     commit_manifest,
     git,
     log_model,
-    make_workspace,
     register_new,
     reset_deployments,
+    two_versions,
     write_manifest,
 )
 
@@ -34,13 +34,7 @@ ROWS = 300
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
     """Two registered versions in an embedded store; the working directory is the workspace."""
-    root = tmp_path_factory.mktemp("registry")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(root)
-        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
-        ws = make_workspace(root)
-        assert register_new(ws, rows=ROWS, offset=0) == "1"
-        assert register_new(ws, rows=ROWS, offset=ROWS) == "2"
+    with two_versions(tmp_path_factory.mktemp("registry"), rows=ROWS) as ws:
         yield ws
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from pipeline.core import predlog
 from pipeline.delivery import deploy, registry, serve
-from tests.deploy_support import Workspace, commit_manifest, make_workspace, register_new
+from tests.deploy_support import Workspace, commit_manifest, two_versions
 
 with warnings.catch_warnings():
     # Starlette asks for its httpx fork here; the locked httpx works, so only that notice is muted.
@@ -28,13 +28,7 @@ ENV = "staging"
 
 @pytest.fixture(scope="module")
 def ws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
-    root = tmp_path_factory.mktemp("serve-registry")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(root)
-        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
-        workspace = make_workspace(root)
-        assert register_new(workspace, rows=ROWS, offset=0) == "1"
-        assert register_new(workspace, rows=ROWS, offset=ROWS) == "2"
+    with two_versions(tmp_path_factory.mktemp("serve-registry"), rows=ROWS) as workspace:
         yield workspace
 
 
