@@ -27,7 +27,7 @@ def smoke(
 ) -> None:
     """Load the model as serving does, score a fixed sample, check output schema and one-row latency."""
     from pipeline.core.config import load_params
-    from pipeline.delivery.registry import RegistryError
+    from pipeline.delivery.registry_client import RegistryError
     from pipeline.delivery.smoke import SmokeFailed, run
 
     verbose()

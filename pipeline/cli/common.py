@@ -53,8 +53,8 @@ def registry_refusals() -> tuple[type[Exception], ...]:
     """known_errors plus the registry's and deployment's refusals; also turns on verbose logging."""
     from mlflow.exceptions import MlflowException
 
-    from pipeline.delivery.deploy import DeployError
-    from pipeline.delivery.registry import RegistryError
+    from pipeline.delivery.manifest import DeployError
+    from pipeline.delivery.registry_client import RegistryError
 
     verbose()
     # MlflowException: an unreachable or refusing tracking server (after the fail-fast retries).

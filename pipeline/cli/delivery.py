@@ -102,10 +102,9 @@ def deploy_unlock(env: EnvOpt, params: ParamsOpt = DEFAULT_PARAMS) -> None:
     """Remove the environment's deploy lock, left by an apply that died on another machine."""
     with registry_errors(env=env):
         from pipeline.core.config import load_params
-        from pipeline.delivery import deploy
-        from pipeline.delivery.lock import describe_owner
+        from pipeline.delivery.lock import describe_owner, unlock
 
-        removed = deploy.unlock(params=load_params(params), env=env)
+        removed = unlock(params=load_params(params), env=env)
     typer.echo(f"{env}: removed the deploy lock {describe_owner(removed)}" if removed else f"{env}: no lock is held")
 
 
@@ -126,11 +125,9 @@ def deploy_propose(
         fail(f"--strategy must be none, shadow or canary, not {strategy!r}")
     with registry_errors(env=env):
         from pipeline.core.config import load_params
-        from pipeline.delivery import deploy
+        from pipeline.delivery.proposal import propose_version
 
-        path = deploy.propose_version(
-            params=load_params(params), env=env, version=version, strategy=strategy, share=share
-        )
+        path = propose_version(params=load_params(params), env=env, version=version, strategy=strategy, share=share)
     typer.echo(f"updated {path}" if path else f"{env}: the manifest already rolls that version out")
 
 
@@ -227,7 +224,7 @@ def canary_analyze(
     """Write a markdown verdict (promote, hold, roll back) from the guardrails; --apply edits the manifest."""
     from pipeline.core.config import load_params
     from pipeline.delivery.canary import CanaryInputError, analyze, summary_line
-    from pipeline.delivery.deploy import DeployError
+    from pipeline.delivery.manifest import DeployError
 
     verbose()
     try:

@@ -28,7 +28,8 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
     submod_attrs={
         "registry_client": ["RegistryError"],
         "artifacts": ["load_model_version"],
-        "registry": ["register", "resolve_alias"],
+        "registry": ["register"],
+        "registry_state": ["resolve_alias"],
         "manifest": ["DeployError", "Manifest"],
         "canary": ["CanaryInputError"],
         "smoke": ["SmokeFailed"],

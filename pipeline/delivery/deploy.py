@@ -18,24 +18,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from pipeline.core.config import Params
-from pipeline.delivery import artifacts, registry, registry_client
-from pipeline.delivery.lock import LOCK_NAME, ApplyTerminated, registry_lock, terminate_unwinds, unlock
+from pipeline.delivery import artifacts, registry, registry_client, registry_state
+from pipeline.delivery.lock import registry_lock, terminate_unwinds
 from pipeline.delivery.manifest import (
     DeployError,
-    GuardrailOverrides,
     Manifest,
-    guardrails,
     load_manifest,
     manifest_path,
     manifest_sha256,
-    parse_manifest,
-    promote,
-    propose,
-    render_manifest,
-    rollback,
-    write_manifest,
 )
-from pipeline.delivery.proposal import REGISTERED, propose_version
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -54,26 +45,6 @@ __all__ = [
     "plan",
     "show_plan",
 ]
-# The lock lives in `lock` since the split.
-__all__ += ["LOCK_NAME", "ApplyTerminated", "registry_lock", "unlock"]
-# Re-exported for callers that reach them as deploy.<name>; they live in manifest since the split.
-__all__ += [
-    "DeployError",
-    "GuardrailOverrides",
-    "Manifest",
-    "guardrails",
-    "load_manifest",
-    "manifest_path",
-    "manifest_sha256",
-    "parse_manifest",
-    "promote",
-    "propose",
-    "render_manifest",
-    "rollback",
-    "write_manifest",
-]
-# Proposals live in `proposal` since the split.
-__all__ += ["REGISTERED", "propose_version"]
 
 logger = logging.getLogger(__name__)
 
@@ -106,22 +77,22 @@ class Desired:
 
     def aliases(self) -> dict[str, str]:
         roles = {"champion": self.champion, "challenger": self.challenger}
-        return {registry.alias(env=self.env, role=r): v for r, v in roles.items() if v is not None}
+        return {registry_state.alias(env=self.env, role=r): v for r, v in roles.items() if v is not None}
 
     def tags(self) -> dict[str, str | None]:
         """Every deploy tag of the environment but the seal; None: the tag must not exist."""
         env = self.env
         return {
-            registry.strategy_tag(env): self.strategy,
-            registry.share_tag(env): self.traffic_share,
-            registry.manifest_tag(env): self.manifest_sha256,
-            registry.pin_tag(env=env, role="champion"): self.champion_sha256,
-            registry.pin_tag(env=env, role="challenger"): self.challenger_sha256,
+            registry_state.strategy_tag(env): self.strategy,
+            registry_state.share_tag(env): self.traffic_share,
+            registry_state.manifest_tag(env): self.manifest_sha256,
+            registry_state.pin_tag(env=env, role="champion"): self.champion_sha256,
+            registry_state.pin_tag(env=env, role="challenger"): self.challenger_sha256,
         }
 
     def seal(self) -> str:
         present = {k: v for k, v in self.tags().items() if v is not None}
-        return registry.seal(registry.sealed_fields(aliases=self.aliases(), tags=present, env=self.env))
+        return registry_state.seal(registry_state.sealed_fields(aliases=self.aliases(), tags=present, env=self.env))
 
 
 @dataclass(frozen=True)
@@ -161,7 +132,7 @@ def plan(*, desired: Desired, aliases: dict[str, str], tags: dict[str, str]) -> 
     env = desired.env
     alias_changes = []
     for role, want in (("champion", desired.champion), ("challenger", desired.challenger)):
-        key = registry.alias(env=env, role=role)
+        key = registry_state.alias(env=env, role=role)
         have = aliases.get(key)
         if have != want:
             alias_changes.append(Change("alias", key, have, want))
@@ -169,7 +140,7 @@ def plan(*, desired: Desired, aliases: dict[str, str], tags: dict[str, str]) -> 
         Change("tag", key, tags.get(key), want) for key, want in desired.tags().items() if tags.get(key) != want
     ]
     moves = tag_changes + alias_changes if desired.challenger is None else alias_changes + tag_changes
-    key, want = registry.seal_tag(env), desired.seal()
+    key, want = registry_state.seal_tag(env), desired.seal()
     if moves or tags.get(key) != want:
         moves.append(Change("tag", key, tags.get(key), want))
     return moves
@@ -280,7 +251,7 @@ def _write(
 
     env, name = desired.env, desired.name
     *moves, seal = changes
-    mlflow_client.set_registered_model_tag(name, registry.seal_tag(env), f"{registry.SEAL_PENDING}{token}")
+    mlflow_client.set_registered_model_tag(name, registry_state.seal_tag(env), f"{registry_state.SEAL_PENDING}{token}")
     for change in moves:
         _execute(mlflow_client, name=name, change=change)
     commit, dirty = git_commit()
@@ -291,8 +262,8 @@ def _write(
         "strategy": desired.strategy,
         "traffic_share": float(desired.traffic_share),
         "manifest_sha256": desired.manifest_sha256,
-        "previous_champion": aliases.get(registry.alias(env=env, role="champion")),
-        "previous_challenger": aliases.get(registry.alias(env=env, role="challenger")),
+        "previous_champion": aliases.get(registry_state.alias(env=env, role="champion")),
+        "previous_challenger": aliases.get(registry_state.alias(env=env, role="challenger")),
         "commit": commit,
         "dirty": dirty,
         "actor": registry.actor(),

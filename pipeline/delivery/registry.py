@@ -18,44 +18,15 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline.delivery.artifacts import (
     ARTIFACT_HASH_TAG,
-    ERR_HASH_MISMATCH,
-    ERR_NO_HASH,
-    LoadedModel,
     _download,
-    load_model_version,
     tree_sha256,
-    verify_version,
 )
 from pipeline.delivery.registry_client import (
-    ERR_UNKNOWN_VERSION,
-    FAIL_FAST_ENV,
     RegistryError,
     _error_code,
     _not_found,
     client,
-    fail_fast,
     request_error,
-)
-from pipeline.delivery.registry_state import (
-    ROLES,
-    SEAL_PENDING,
-    STRATEGIES,
-    DeploymentState,
-    StateInChange,
-    Strategy,
-    alias,
-    deployed_pins,
-    deployment_state,
-    manifest_tag,
-    pin_tag,
-    read_deployment,
-    resolve_alias,
-    seal,
-    seal_tag,
-    sealed_fields,
-    share_tag,
-    state_from,
-    strategy_tag,
 )
 from pipeline.stages.train import MODEL_ARTIFACT
 
@@ -80,41 +51,6 @@ __all__ = [
     "report_status",
     "statuses",
     "utc_now",
-]
-# Re-exported for callers that reach them as registry.<name>; they live in registry_state,
-# artifacts and registry_client since the splits.
-__all__ += [
-    "ARTIFACT_HASH_TAG",
-    "ERR_HASH_MISMATCH",
-    "ERR_NO_HASH",
-    "ERR_UNKNOWN_VERSION",
-    "FAIL_FAST_ENV",
-    "ROLES",
-    "SEAL_PENDING",
-    "STRATEGIES",
-    "DeploymentState",
-    "LoadedModel",
-    "RegistryError",
-    "StateInChange",
-    "Strategy",
-    "alias",
-    "client",
-    "deployed_pins",
-    "deployment_state",
-    "fail_fast",
-    "load_model_version",
-    "manifest_tag",
-    "pin_tag",
-    "read_deployment",
-    "resolve_alias",
-    "seal",
-    "seal_tag",
-    "sealed_fields",
-    "share_tag",
-    "state_from",
-    "strategy_tag",
-    "tree_sha256",
-    "verify_version",
 ]
 
 logger = logging.getLogger(__name__)

@@ -43,11 +43,11 @@ def run(*, params: Params, env: str) -> dict[str, Any]:
     import httpx
 
     from pipeline.core import io
-    from pipeline.delivery import registry
+    from pipeline.delivery import registry_state
     from pipeline.delivery.loadgen import free_port, wait_until_ok
     from pipeline.delivery.smoke import sample
 
-    state = registry.deployment_state(name=params.tracking.registered_model, env=env)
+    state = registry_state.deployment_state(name=params.tracking.registered_model, env=env)
     if state.champion is None:
         raise ServiceSmokeFailed(f"{env} has no champion alias: run `pipeline deploy apply --env {env}` first")
     allowed = {v for v in (state.champion, state.challenger) if v is not None}

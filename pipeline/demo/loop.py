@@ -195,7 +195,7 @@ def run(
     from pipeline.ci import local as ci
     from pipeline.core import io, runner
     from pipeline.core.config import load_params
-    from pipeline.delivery import canary, deploy, lineage, registry
+    from pipeline.delivery import canary, deploy, lineage, proposal, registry, registry_state
     from pipeline.monitoring import retrain
 
     params = load_params(source / "params.yaml")
@@ -309,7 +309,7 @@ def run(
         params = load_params(params_path)
         loop.params = params
         new_version = registry.register(params=params, params_path=params_path)
-        deploy.propose_version(params=params, env=ENV, version=new_version, strategy="canary", share=None)
+        proposal.propose_version(params=params, env=ENV, version=new_version, strategy="canary", share=None)
         commit(repo=repo, message=f"Canary version {new_version} in {ENV}")
         deploy.apply(params=params, env=ENV)
         loop.note(
@@ -336,7 +336,7 @@ def run(
             raise DemoError(ERR_STEP.format(step="canary", detail=outcome.text))
         commit(repo=repo, message=f"Promote version {new_version} in {ENV} (canary verdict)")
         deploy.apply(params=params, env=ENV)
-        state = registry.deployment_state(name=params.tracking.registered_model, env=ENV)
+        state = registry_state.deployment_state(name=params.tracking.registered_model, env=ENV)
         loop.note(when, "promote", f"deploy apply {ENV}: champion is now version {state.champion}")
         data = lineage.collect(params=params, version=new_version)
         lineage_text = lineage.render_markdown(data)

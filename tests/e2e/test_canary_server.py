@@ -26,7 +26,7 @@ from pipeline.cli import app
 from pipeline.core import predlog
 from pipeline.core.config import load_params
 from pipeline.core.runner import stop_group
-from pipeline.delivery import deploy, loadgen
+from pipeline.delivery import deploy, loadgen, proposal
 from tests.conftest_servers import free_port
 from tests.deploy_support import Workspace, commit_manifest, git, make_workspace, register_new
 
@@ -174,7 +174,7 @@ def test_canary_promote_and_revert_through_the_service(
         wait_for_state(http, champion=v1, challenger=None)
 
         v2 = register_new(ws, rows=ROWS, offset=ROWS)
-        assert deploy.propose_version(params=params, env=ENV, version="registered", strategy="canary", share=None)
+        assert proposal.propose_version(params=params, env=ENV, version="registered", strategy="canary", share=None)
         git(ws.root, "commit", "-qam", f"{ENV}: canary v{v2}")
         deploy.apply(params=params, env=ENV)
         wait_for_state(http, champion=v1, challenger=v2, share=share)

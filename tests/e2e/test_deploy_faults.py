@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 
 from pipeline.cli import app
 from pipeline.core.config import Params
-from pipeline.delivery import artifacts, deploy, lock, registry, registry_client, serve
+from pipeline.delivery import artifacts, deploy, lock, registry_client, registry_state, serve
 from pipeline.delivery import manifest as manifests
 from tests.deploy_support import (
     REPO_ROOT,
@@ -62,8 +62,8 @@ def _client(ws: Workspace) -> Any:
     return registry_client.client(params=ws.params)
 
 
-def _state(ws: Workspace) -> registry.DeploymentState:
-    return registry.deployment_state(name=_name(ws), env=ENV)
+def _state(ws: Workspace) -> registry_state.DeploymentState:
+    return registry_state.deployment_state(name=_name(ws), env=ENV)
 
 
 def _lock_held(ws: Workspace) -> bool:
@@ -165,10 +165,10 @@ def test_killed_applies_leave_no_half_moved_state_and_the_next_apply_converges(w
             code = int(driver.stdout.readline())
             assert code == (-9 if sig == "SIGKILL" else 143), where
             try:
-                seen: registry.DeploymentState | None = _state(ws)
-            except registry.StateInChange:
+                seen: registry_state.DeploymentState | None = _state(ws)
+            except registry_state.StateInChange:
                 seen = None  # serving keeps what it has until the next apply seals
-            after = registry.state_from(
+            after = registry_state.state_from(
                 aliases=desired.aliases(),
                 tags={k: v for k, v in desired.tags().items() if v is not None},
                 env=ENV,
@@ -200,13 +200,13 @@ def test_the_service_keeps_the_last_sealed_state_while_an_apply_is_part_way(ws: 
     source = serve.RegistrySource(params=ws.params, env=ENV)
     sealed = source.current_state()
     assert sealed == serve.ServingState(champion="1")
-    _client(ws).set_registered_model_tag(name, registry.seal_tag(ENV), f"{registry.SEAL_PENDING}killed")
-    _client(ws).set_registered_model_alias(name, registry.alias(env=ENV, role="champion"), "2")
+    _client(ws).set_registered_model_tag(name, registry_state.seal_tag(ENV), f"{registry_state.SEAL_PENDING}killed")
+    _client(ws).set_registered_model_alias(name, registry_state.alias(env=ENV, role="champion"), "2")
     assert source.current_state() == sealed
-    with pytest.raises(registry.StateInChange, match=f"run `pipeline deploy apply --env {ENV}`"):
+    with pytest.raises(registry_state.StateInChange, match=f"run `pipeline deploy apply --env {ENV}`"):
         serve.RegistrySource(params=ws.params, env=ENV).current_state()
     changes = deploy.show_plan(params=ws.params, env=ENV)[1]
-    assert [c.key for c in changes] == [registry.alias(env=ENV, role="champion"), registry.seal_tag(ENV)]
+    assert [c.key for c in changes] == [registry_state.alias(env=ENV, role="champion"), registry_state.seal_tag(ENV)]
     deploy.apply(params=ws.params, env=ENV)
     assert source.current_state() == sealed
     commit_manifest(ws, ENV, "staging v2", champion=2)
@@ -239,8 +239,8 @@ def test_propose_pins_the_verified_artifact_hash(ws: Workspace) -> None:
     manifest = manifests.load_manifest(params=ws.params, env=ENV)
     assert manifest.pins() == {1: _tag(ws, "1"), 2: _tag(ws, "2")}
     deploy.apply(params=ws.params, env=ENV)
-    state, pins = registry.read_deployment(name=_name(ws), env=ENV)
-    assert state == registry.DeploymentState("1", "2", "canary", ws.params.deploy.canary_share)
+    state, pins = registry_state.read_deployment(name=_name(ws), env=ENV)
+    assert state == registry_state.DeploymentState("1", "2", "canary", ws.params.deploy.canary_share)
     assert pins == {"1": _tag(ws, "1"), "2": _tag(ws, "2")}
 
 

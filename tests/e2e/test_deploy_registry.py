@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from pipeline.cli import app
 from pipeline.core import io
-from pipeline.delivery import artifacts, deploy, lineage, registry, registry_client
+from pipeline.delivery import artifacts, deploy, lineage, lock, registry, registry_client, registry_state
 from pipeline.delivery import manifest as manifests
 from tests.deploy_support import (
     Workspace,
@@ -46,8 +46,8 @@ def ws(workspace: Workspace) -> Iterator[Workspace]:
     (workspace.params.paths.reports / "gate.json").unlink(missing_ok=True)
 
 
-def _state(ws: Workspace, env: str) -> registry.DeploymentState:
-    return registry.deployment_state(name=ws.params.tracking.registered_model, env=env)
+def _state(ws: Workspace, env: str) -> registry_state.DeploymentState:
+    return registry_state.deployment_state(name=ws.params.tracking.registered_model, env=env)
 
 
 def _versions(ws: Workspace) -> int:
@@ -131,7 +131,7 @@ def test_unknown_version_is_refused_and_nothing_moves(ws: Workspace) -> None:
     write_manifest(ws, "production", champion=1, challenger=42, strategy="canary", traffic_share=0.2)
     with pytest.raises(manifests.DeployError, match="version 42 does not exist"):
         deploy.apply(params=ws.params, env="production")
-    assert _state(ws, "production") == registry.DeploymentState("1", None, "none", 0.0)
+    assert _state(ws, "production") == registry_state.DeploymentState("1", None, "none", 0.0)
 
 
 def test_plan_then_apply_is_idempotent(ws: Workspace) -> None:
@@ -145,7 +145,7 @@ def test_plan_then_apply_is_idempotent(ws: Workspace) -> None:
     assert first.record is not None
     assert first.record["commit"] == git(ws.root, "rev-parse", "HEAD")
     assert first.record["actor"] == "deployer@example.invalid"
-    assert _state(ws, "production") == registry.DeploymentState("1", "2", "canary", 0.2)
+    assert _state(ws, "production") == registry_state.DeploymentState("1", "2", "canary", 0.2)
     assert deploy.show_plan(params=ws.params, env="production")[1] == []
     second = deploy.apply(params=ws.params, env="production")
     assert (second.changes, second.record) == ([], None)
@@ -162,8 +162,8 @@ def test_concurrent_applies_never_leave_aliases_half_moved(ws: Workspace) -> Non
         "b": {"champion": 2, "challenger": 1, "strategy": "shadow", "traffic_share": 0.0},
     }
     expected = {
-        "a": registry.DeploymentState("1", "2", "canary", 0.3),
-        "b": registry.DeploymentState("2", "1", "shadow", 0.0),
+        "a": registry_state.DeploymentState("1", "2", "canary", 0.3),
+        "b": registry_state.DeploymentState("2", "1", "shadow", 0.0),
     }
     by_key = {
         key: manifests.parse_manifest(
@@ -201,7 +201,7 @@ def test_rollback_is_a_git_revert_of_the_manifest(ws: Workspace) -> None:
     result = deploy.apply(params=ws.params, env="production")
     assert result.record is not None
     assert result.record["commit"] == git(ws.root, "rev-parse", "HEAD")
-    assert _state(ws, "production") == registry.DeploymentState("1", None, "none", 0.0)
+    assert _state(ws, "production") == registry_state.DeploymentState("1", None, "none", 0.0)
 
 
 def test_lineage_shows_commit_data_and_apply_history(ws: Workspace) -> None:
@@ -272,11 +272,11 @@ def _with_lock_timeout(ws: Workspace, seconds: float) -> Workspace:
 
 
 def _hold_lock(ws: Workspace, *, env: str, expires: float) -> str:
-    lock = deploy.LOCK_NAME.format(name=ws.params.tracking.registered_model, env=env)
+    name = lock.LOCK_NAME.format(name=ws.params.tracking.registered_model, env=env)
     registry_client.client(params=ws.params).create_registered_model(
-        lock, tags={"token": "other", "holder": "someone", "expires": str(expires)}
+        name, tags={"token": "other", "holder": "someone", "expires": str(expires)}
     )
-    return lock
+    return name
 
 
 def test_a_held_lock_makes_apply_wait_then_refuse(ws: Workspace) -> None:

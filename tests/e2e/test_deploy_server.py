@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from pipeline.cli import app
-from pipeline.delivery import artifacts, deploy, lineage, registry, service_smoke
+from pipeline.delivery import artifacts, deploy, lineage, proposal, registry_state, service_smoke
 from pipeline.delivery import manifest as manifests
 from tests.deploy_support import Workspace, commit_manifest, git, make_workspace, register_new, write_manifest
 
@@ -29,8 +29,8 @@ def ws(mlflow_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         yield make_workspace(root)
 
 
-def _state(ws: Workspace, env: str) -> registry.DeploymentState:
-    return registry.deployment_state(name=ws.params.tracking.registered_model, env=env)
+def _state(ws: Workspace, env: str) -> registry_state.DeploymentState:
+    return registry_state.deployment_state(name=ws.params.tracking.registered_model, env=env)
 
 
 def test_register_apply_canary_revert_against_the_server(ws: Workspace) -> None:
@@ -38,17 +38,17 @@ def test_register_apply_canary_revert_against_the_server(ws: Workspace) -> None:
     v1 = register_new(ws, rows=ROWS, offset=0)
     commit_manifest(ws, "production", "production: v1", champion=int(v1))
     deploy.apply(params=ws.params, env="production")
-    assert _state(ws, "production") == registry.DeploymentState(v1, None, "none", 0.0)
+    assert _state(ws, "production") == registry_state.DeploymentState(v1, None, "none", 0.0)
 
     v2 = register_new(ws, rows=ROWS, offset=ROWS)
-    assert deploy.propose_version(
+    assert proposal.propose_version(
         params=ws.params, env="production", version="registered", strategy="canary", share=None
     )
     git(ws.root, "commit", "-qam", f"production: canary v{v2}")
     canary_commit = git(ws.root, "rev-parse", "HEAD")
     deploy.apply(params=ws.params, env="production")
     share = ws.params.deploy.canary_share
-    assert _state(ws, "production") == registry.DeploymentState(v1, v2, "canary", share)
+    assert _state(ws, "production") == registry_state.DeploymentState(v1, v2, "canary", share)
     assert deploy.apply(params=ws.params, env="production").changes == []
 
     served = artifacts.load_model_version(name=name, version=v2)
@@ -59,12 +59,12 @@ def test_register_apply_canary_revert_against_the_server(ws: Workspace) -> None:
     git(ws.root, "commit", "-qam", f"production: promote v{v2}")
     promote_commit = git(ws.root, "rev-parse", "HEAD")
     deploy.apply(params=ws.params, env="production")
-    assert _state(ws, "production") == registry.DeploymentState(v2, None, "none", 0.0)
+    assert _state(ws, "production") == registry_state.DeploymentState(v2, None, "none", 0.0)
 
     # Rollback of the promotion: revert its commit, apply, and v1 is the champion again.
     git(ws.root, "revert", "--no-edit", promote_commit)
     deploy.apply(params=ws.params, env="production")
-    assert _state(ws, "production") == registry.DeploymentState(v1, v2, "canary", share)
+    assert _state(ws, "production") == registry_state.DeploymentState(v1, v2, "canary", share)
     # The real service, reading champion and challenger from the server's registry.
     assert service_smoke.run(params=ws.params, env="production")["versions"] == sorted([v1, v2])
 

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from pipeline.core import predlog
-from pipeline.delivery import deploy, registry, serve
+from pipeline.delivery import deploy, registry_client, serve
 from tests.deploy_support import Workspace, commit_manifest, two_versions
 
 with warnings.catch_warnings():
@@ -80,7 +80,7 @@ def test_service_follows_the_registry(ws: Workspace, raw_frame: pd.DataFrame) ->
         commit_manifest(ws, ENV, "staging: back to v1", champion=1)
         deploy.apply(params=params, env=ENV)
         name = params.tracking.registered_model
-        uri = registry.client(params=params).get_model_version_download_uri(name, "1")
+        uri = registry_client.client(params=params).get_model_version_download_uri(name, "1")
         target = Path(uri.removeprefix("file://")) / "model.skops"
         original = target.read_bytes()
         target.write_bytes(original[:-10] + b"0123456789")

@@ -107,11 +107,11 @@ class RegistrySource:
         self._in_change = False
 
     def current_state(self) -> ServingState:
-        from pipeline.delivery import registry
+        from pipeline.delivery import registry_state
 
         try:
-            state, pins = registry.read_deployment(name=self.name, env=self.env)
-        except registry.StateInChange as exc:
+            state, pins = registry_state.read_deployment(name=self.name, env=self.env)
+        except registry_state.StateInChange as exc:
             if self._sealed is None:
                 raise
             if not self._in_change:
@@ -125,9 +125,9 @@ class RegistrySource:
         return self._sealed
 
     def load(self, version: str) -> LoadedModelLike:
-        from pipeline.delivery import registry
+        from pipeline.delivery import artifacts
 
-        loaded: LoadedModelLike = registry.load_model_version(
+        loaded: LoadedModelLike = artifacts.load_model_version(
             name=self.name, version=version, pinned=self._pins.get(version)
         )
         return loaded

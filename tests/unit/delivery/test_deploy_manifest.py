@@ -9,7 +9,7 @@ import json
 import pytest
 
 from pipeline.core.config import Params
-from pipeline.delivery import deploy, registry, service_smoke
+from pipeline.delivery import deploy, registry, registry_state, service_smoke
 from pipeline.delivery import manifest as manifests
 
 pytestmark = pytest.mark.unit
@@ -129,14 +129,14 @@ def test_rendered_manifest_round_trips(params: Params) -> None:
 
 
 def test_state_from_registry_aliases_and_tags() -> None:
-    state = registry.state_from(
+    state = registry_state.state_from(
         aliases={"production-champion": "1", "production-challenger": "2", "staging-champion": "2"},
         tags={"deploy.production.strategy": "canary", "deploy.production.traffic_share": "0.25"},
         env="production",
     )
-    assert state == registry.DeploymentState("1", "2", "canary", 0.25)
-    staging = registry.state_from(aliases={"staging-champion": "2"}, tags={}, env="staging")
-    assert staging == registry.DeploymentState("2", None, "none", 0.0)
+    assert state == registry_state.DeploymentState("1", "2", "canary", 0.25)
+    staging = registry_state.state_from(aliases={"staging-champion": "2"}, tags={}, env="staging")
+    assert staging == registry_state.DeploymentState("2", None, "none", 0.0)
 
 
 def test_refusals_name_failed_checks() -> None:

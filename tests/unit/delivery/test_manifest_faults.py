@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.core.config import Params
-from pipeline.delivery import artifacts, deploy, lock, registry, registry_client
+from pipeline.delivery import artifacts, deploy, lock, registry_client, registry_state
 from pipeline.delivery import manifest as manifests
 
 pytestmark = pytest.mark.unit
@@ -134,7 +134,7 @@ def _apply_in_memory(
     *moves, seal = changes
     aliases, tags = dict(aliases), dict(tags)
     states = [(dict(aliases), dict(tags))]
-    tags[registry.seal_tag("staging")] = f"{registry.SEAL_PENDING}token"
+    tags[registry_state.seal_tag("staging")] = f"{registry_state.SEAL_PENDING}token"
     states.append((dict(aliases), dict(tags)))
     for change in [*moves, seal]:
         target = aliases if change.kind == "alias" else tags
@@ -167,13 +167,13 @@ def test_serving_sees_only_the_old_or_the_new_state_at_every_step_of_an_apply(
     """
     old, new = _desired(params, **start), _desired(params, **target)
     aliases, tags = _apply_in_memory(old, {}, {})[-1]
-    before = registry.state_from(aliases=aliases, tags=tags, env="staging")
+    before = registry_state.state_from(aliases=aliases, tags=tags, env="staging")
     states = _apply_in_memory(new, aliases, tags)
-    after = registry.state_from(aliases=states[-1][0], tags=states[-1][1], env="staging")
+    after = registry_state.state_from(aliases=states[-1][0], tags=states[-1][1], env="staging")
     assert after != before
     for step, (aliases, tags) in enumerate(states[1:-1], start=1):
-        with pytest.raises(registry.StateInChange, match="the staging deployment is being changed"):
-            registry.state_from(aliases=aliases, tags=tags, env="staging")
+        with pytest.raises(registry_state.StateInChange, match="the staging deployment is being changed"):
+            registry_state.state_from(aliases=aliases, tags=tags, env="staging")
         assert deploy.plan(desired=new, aliases=aliases, tags=tags), f"step {step}: the next apply must act"
     assert deploy.plan(desired=new, aliases=states[-1][0], tags=states[-1][1]) == []
 
@@ -181,7 +181,7 @@ def test_serving_sees_only_the_old_or_the_new_state_at_every_step_of_an_apply(
 def test_a_registry_applied_before_seals_is_served_and_sealed_by_the_next_apply(params: Params) -> None:
     aliases = {"staging-champion": "1"}
     tags = {"deploy.staging.strategy": "none", "deploy.staging.traffic_share": "0.0"}
-    assert registry.state_from(aliases=aliases, tags=tags, env="staging").champion == "1"
+    assert registry_state.state_from(aliases=aliases, tags=tags, env="staging").champion == "1"
     changes = deploy.plan(desired=_desired(params, champion=1), aliases=aliases, tags=tags)
     assert [c.key for c in changes] == ["deploy.staging.manifest_sha256", "deploy.staging.seal"]
 
@@ -190,7 +190,7 @@ def test_pins_reach_serving_through_the_deploy_tags(params: Params) -> None:
     desired = _desired(params, champion=1, champion_sha256=PIN_1, challenger=2, strategy="shadow")
     aliases, tags = _apply_in_memory(desired, {}, {})[-1]
     assert tags["deploy.staging.champion_sha256"] == PIN_1
-    assert registry.deployed_pins(aliases=aliases, tags=tags, env="staging") == {"1": PIN_1}
+    assert registry_state.deployed_pins(aliases=aliases, tags=tags, env="staging") == {"1": PIN_1}
 
 
 # ---- the lock's owner -----------------------------------------------------------------------
