@@ -104,3 +104,19 @@ def pipeline_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     repo = copy_template(tmp_path_factory.mktemp("template"), sample_rows=6000)
     run([str(BIN / "dvc"), "repro"], repo)
     return repo
+
+
+def quick_model_file(params: Params, frame: pd.DataFrame, path: Path, *, rows: int, seed: int) -> Path:
+    """The first candidate fitted on a sample and saved: a model of the real kind for tests of
+    loading, serving and output, not of quality.
+    """
+    from pipeline.core import io
+    from pipeline.stages.train import build_pipeline
+
+    sample = frame.sample(rows, random_state=seed)
+    features = list(params.data.features)
+    name = params.train.candidates[0]
+    model = build_pipeline(data=params.data, spec=params.train.estimators[name], seed=params.base.seed)
+    model.fit(sample[features], sample[params.base.target])
+    io.save_model(model, path)
+    return path

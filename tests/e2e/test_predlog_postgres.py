@@ -13,13 +13,11 @@ from typer.testing import CliRunner
 from pipeline.cli import app
 from pipeline.core import predlog
 from tests.conftest import REPO_ROOT
+from tests.predlog_support import AGES, DAY, KEPT, write_ages
 
 pytestmark = pytest.mark.e2e
 
 NOW = 1_800_000_000.0
-DAY = predlog.DAY_SECONDS
-AGES = {"fresh": 0.5, "recent": 89.9, "edge": 90.0, "stale": 90.1, "ancient": 400.0}
-KEPT = ["edge", "fresh", "recent"]
 
 
 @pytest.fixture
@@ -42,28 +40,6 @@ def log_url(postgres_url: str) -> Iterator[str]:
         admin.close()
 
 
-def _write(url: str, *, now: float, ages: dict[str, float]) -> None:
-    rows = [
-        predlog.record(
-            association_id=name,
-            env="production",
-            model_name="m",
-            model_version="1",
-            role="champion",
-            inputs={"AGEP": 40.0, "SEX": "2"},
-            score=0.5,
-            latency_ms=1.0,
-            ts=now - age * DAY,
-        )
-        for name, age in ages.items()
-    ]
-    store = predlog.open_store(url)
-    try:
-        store.write(rows)
-    finally:
-        store.close()
-
-
 def _query(url: str, sql: str) -> list[tuple[object, ...]]:
     import psycopg2
 
@@ -84,7 +60,7 @@ def _snapshot(url: str) -> dict[str, list[tuple[object, ...]]]:
 
 
 def test_prune_dry_run_and_clamp_on_postgres(log_url: str) -> None:
-    _write(log_url, now=NOW, ages=AGES)
+    write_ages(log_url, now=NOW, ages=AGES)
     _query(log_url, "CREATE TABLE labels (association_id TEXT, employed INTEGER)")
     _query(log_url, "INSERT INTO labels VALUES ('recent', 1), ('stale', 0), ('ancient', 1)")
     before = _snapshot(log_url)
@@ -95,7 +71,9 @@ def test_prune_dry_run_and_clamp_on_postgres(log_url: str) -> None:
 
     done = predlog.prune(url=log_url, retention_days=90, now=NOW)
     assert (done.predictions, done.labels) == (2, 2)
-    assert [r[0] for r in _query(log_url, "SELECT association_id FROM predictions")] == KEPT
+    assert [r[0] for r in _query(log_url, "SELECT association_id FROM predictions ORDER BY association_id")] == sorted(
+        KEPT
+    )
     assert _query(log_url, "SELECT association_id FROM labels") == [("recent",)]
 
     # The recorded retention clamps a reader that passes none: 20 days on, only "fresh" is young enough.
@@ -105,7 +83,7 @@ def test_prune_dry_run_and_clamp_on_postgres(log_url: str) -> None:
 
 
 def test_cli_prune_on_postgres(log_url: str) -> None:
-    _write(log_url, now=time.time(), ages={"new": 1.0, "old": 200.0})
+    write_ages(log_url, now=time.time(), ages={"new": 1.0, "old": 200.0})
     base = ["log", "prune", "--params", str(REPO_ROOT / "params.yaml"), "--log-url", log_url]
     dry = CliRunner().invoke(app, [*base, "--dry-run"])
     assert dry.exit_code == 0, dry.output

@@ -20,10 +20,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from pipeline.core import io
 from pipeline.core.config import Params
 from pipeline.delivery import loadgen
-from pipeline.stages.train import build_pipeline
+from tests.conftest import quick_model_file
 
 pytestmark = pytest.mark.e2e
 
@@ -55,12 +54,7 @@ class Server:
 @pytest.fixture(scope="module")
 def server(params: Params, raw_frame: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     tmp = tmp_path_factory.mktemp("serve-faults")
-    sample = raw_frame.sample(TRAIN_ROWS, random_state=2)
-    features = list(params.data.features)
-    name = params.train.candidates[0]
-    model = build_pipeline(data=params.data, spec=params.train.estimators[name], seed=params.base.seed)
-    model.fit(sample[features], sample[params.base.target])
-    io.save_model(model, tmp / "model.skops")
+    quick_model_file(params, raw_frame, tmp / "model.skops", rows=TRAIN_ROWS, seed=2)
     raw = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
     raw["serve"].update(read_timeout_seconds=READ_TIMEOUT_S, keep_alive_seconds=KEEP_ALIVE_S)
     (tmp / "params.yaml").write_text(yaml.safe_dump(raw), encoding="utf-8")

@@ -14,10 +14,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipeline.core import io, predlog
+from pipeline.core import predlog
 from pipeline.core.config import Params
 from pipeline.delivery import loadgen
-from pipeline.stages.train import build_pipeline
+from tests.conftest import quick_model_file
 
 pytestmark = pytest.mark.e2e
 
@@ -30,12 +30,7 @@ def server(
     params: Params, raw_frame: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[int, Path, subprocess.Popen[str]]]:
     tmp = tmp_path_factory.mktemp("serve")
-    sample = raw_frame.sample(TRAIN_ROWS, random_state=1)
-    features = list(params.data.features)
-    name = params.train.candidates[0]
-    model = build_pipeline(data=params.data, spec=params.train.estimators[name], seed=params.base.seed)
-    model.fit(sample[features], sample[params.base.target])
-    io.save_model(model, tmp / "model.skops")
+    quick_model_file(params, raw_frame, tmp / "model.skops", rows=TRAIN_ROWS, seed=1)
     port = loadgen.free_port()
     log = tmp / "log.db"
     cmd = [sys.executable, "-m", "pipeline", "serve", "--env", "load", "--model", str(tmp / "model.skops")]

@@ -20,36 +20,15 @@ from pipeline.core import predlog
 from pipeline.core.config import ConfigError, load_params
 from pipeline.core.predlog import sqlite as sqlite_store
 from tests.conftest import REPO_ROOT
+from tests.predlog_support import AGES, DAY, KEPT, log_row, write_ages
 
 pytestmark = pytest.mark.unit
 
 NOW = 1_800_000_000.0
-DAY = predlog.DAY_SECONDS
-# Ages in days; 90 is exactly the cut-off of a 90-day retention and is kept (ts >= cut-off).
-AGES = {"fresh": 0.5, "recent": 89.9, "edge": 90.0, "stale": 90.1, "ancient": 400.0}
-KEPT = ["fresh", "recent", "edge"]
-
-
-def _row(name: str, ts: float) -> predlog.LogRecord:
-    return predlog.record(
-        association_id=name,
-        env="production",
-        model_name="m",
-        model_version="1",
-        role="champion",
-        inputs={"AGEP": 40.0, "SEX": "2"},
-        score=0.5,
-        latency_ms=1.0,
-        ts=ts,
-    )
 
 
 def _log(path: Path, *, now: float = NOW, ages: dict[str, float] = AGES) -> str:
-    store = predlog.open_store(str(path))
-    try:
-        store.write([_row(name, now - age * DAY) for name, age in ages.items()])
-    finally:
-        store.close()
+    write_ages(str(path), now=now, ages=ages)
     return str(path)
 
 
@@ -253,8 +232,8 @@ def test_pruned_personal_data_leaves_the_files(tmp_path: Path) -> None:
     path = tmp_path / "log.db"
     service = predlog.open_store(str(path))
     try:
-        old = _row("gone", NOW - 200 * DAY)
-        service.write([dataclasses.replace(old, inputs='{"name":"Erika Mustermann"}'), _row("kept", NOW)])
+        old = log_row("gone", NOW - 200 * DAY)
+        service.write([dataclasses.replace(old, inputs='{"name":"Erika Mustermann"}'), log_row("kept", NOW)])
         predlog.prune(url=str(path), retention_days=90, now=NOW)
         on_disk = b"".join(p.read_bytes() for p in tmp_path.iterdir())
     finally:

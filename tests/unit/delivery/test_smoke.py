@@ -12,11 +12,9 @@ import yaml
 from typer.testing import CliRunner
 
 from pipeline.cli import app
-from pipeline.core import io
 from pipeline.core.config import Params
 from pipeline.delivery import smoke
-from pipeline.stages.train import build_pipeline
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, quick_model_file
 
 pytestmark = pytest.mark.unit
 
@@ -24,13 +22,9 @@ pytestmark = pytest.mark.unit
 @pytest.fixture(scope="module")
 def model_file(params: Params, raw_frame: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory) -> Path:
     # A quick model of the real kind: what matters here is loading and output, not quality.
-    frame = raw_frame.sample(n=2000, random_state=params.base.seed)
-    name = params.train.candidates[0]
-    model = build_pipeline(data=params.data, spec=params.train.estimators[name], seed=params.base.seed)
-    model.fit(frame[list(params.data.features)], frame[params.base.target])
-    path = tmp_path_factory.mktemp("model") / "model.skops"
-    io.save_model(model, path)
-    return path
+    return quick_model_file(
+        params, raw_frame, tmp_path_factory.mktemp("model") / "model.skops", rows=2000, seed=params.base.seed
+    )
 
 
 def _params_file(tmp_path: Path, *, model: Path, **smoke_overrides: float) -> Path:

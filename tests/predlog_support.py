@@ -1,0 +1,33 @@
+"""Prediction-log rows of known ages, shared by the SQLite and PostgreSQL retention tests."""
+
+from __future__ import annotations
+
+from pipeline.core import predlog
+
+DAY = predlog.DAY_SECONDS
+# Ages in days; 90 is exactly the cut-off of a 90-day retention and is kept (ts >= cut-off).
+AGES = {"fresh": 0.5, "recent": 89.9, "edge": 90.0, "stale": 90.1, "ancient": 400.0}
+KEPT = ["fresh", "recent", "edge"]
+
+
+def log_row(name: str, ts: float) -> predlog.LogRecord:
+    return predlog.record(
+        association_id=name,
+        env="production",
+        model_name="m",
+        model_version="1",
+        role="champion",
+        inputs={"x": 40.0, "group": "2"},
+        score=0.5,
+        latency_ms=1.0,
+        ts=ts,
+    )
+
+
+def write_ages(url: str, *, now: float, ages: dict[str, float]) -> None:
+    """One row per name, `ages[name]` days before `now`."""
+    store = predlog.open_store(url)
+    try:
+        store.write([log_row(name, now - age * DAY) for name, age in ages.items()])
+    finally:
+        store.close()
