@@ -171,7 +171,7 @@ def check_answers(*, params_text: str, answers: Mapping[str, Any]) -> list[str]:
         raise ParamsEditError("answers target and id_column name the same column; they must differ")
     sensitive = answers.get("sensitive_columns")
     if not isinstance(sensitive, list) or not sensitive or not all(isinstance(c, str) for c in sensitive):
-        raise ParamsEditError("answer sensitive_columns: give a non-empty list of column names, e.g. [SEX, AGEP]")
+        raise ParamsEditError("answer sensitive_columns: give a non-empty list of column names, e.g. [sex, age]")
     # Groupings (codes or bins per group) cannot be guessed from a column name: only columns
     # params already groups are accepted, until `pipeline init` writes groupings from the table.
     known = keys_under(text=params_text, key="fairness.groups")

@@ -69,7 +69,7 @@ def covariate_shift(
 ) -> pd.DataFrame:
     """Covariate shift by reweighting real rows: weight exp(strength * z-score of the feature).
 
-    A positive strength on AGEP draws an older population; every row is still a real person,
+    A positive strength on an age column draws an older population; every row is still a real person,
     so the joint distribution of the other features given age is untouched.
     """
     _require(frame, feature)

@@ -2,7 +2,7 @@
 validation from params, micro-batched scoring, humility flags, Prometheus metrics and a
 prediction log written off the request path.
 
-Shape of a request: POST /predict {"association_id": "...", "features": {"AGEP": 42, ...}}.
+Shape of a request: POST /predict {"association_id": "...", "features": {"<column>": <value>, ...}}.
 The association id is optional (one is generated); it keys the sticky canary split and the
 later join with labels.
 

@@ -23,7 +23,7 @@ def numeric_values(*, series: pd.Series) -> np.ndarray:
 
 def category_counts(*, series: pd.Series) -> pd.Series:
     """Rows per category code of a column, codes as strings, missing values left out."""
-    # CSV readers turn code columns such as SCHL into integers; codes compare as strings.
+    # CSV readers turn numeric-looking category codes into integers; codes compare as strings.
     if not isinstance(series.dtype, pd.StringDtype) and not pd.api.types.is_object_dtype(series.dtype):
         series = series.astype("string")
     counts = series.value_counts(dropna=True, sort=False)

@@ -262,7 +262,7 @@ def join_labels(
 def _metrics(*, y_true: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, float | None]:
     from sklearn.metrics import accuracy_score, roc_auc_score
 
-    # ROC AUC is undefined for a slice holding one class (e.g. children, who are never employed).
+    # ROC AUC is undefined for a slice holding one class (a group whose labels are all alike).
     auc = float(roc_auc_score(y_true, scores)) if np.unique(y_true).size == 2 else None
     return {"roc_auc": auc, "accuracy": float(accuracy_score(y_true, scores >= threshold)), "rows": int(y_true.size)}
 
