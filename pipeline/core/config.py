@@ -8,39 +8,22 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from pipeline.core.config_data import (  # noqa: F401 - re-exported: callers import every section from here
+    BaseSection,
+    CategoricalColumn,
+    DataSection,
+    Label,
+    NumericRange,
+    SourceSection,
+    _Frozen,
+    label_key,
+)
+
 DEFAULT_PARAMS = Path("params.yaml")
 
 
 class ConfigError(ValueError):
     """params.yaml is missing, unreadable or does not match the schema."""
-
-
-class _Frozen(BaseModel):
-    # extra="forbid" turns a typo in params.yaml into an error instead of a silently ignored knob.
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class BaseSection(_Frozen):
-    seed: int
-    target: str
-    id_column: str
-
-
-class NumericRange(_Frozen):
-    min: float
-    max: float
-
-
-class DataSection(_Frozen):
-    raw: Path
-    sample_rows: int = Field(ge=0)
-    metadata_columns: tuple[str, ...] = ()
-    numeric: dict[str, NumericRange]
-    categorical: dict[str, tuple[str, ...]]
-
-    @property
-    def features(self) -> tuple[str, ...]:
-        return (*self.numeric, *self.categorical)
 
 
 class ValidationSection(_Frozen):
@@ -277,6 +260,7 @@ class GateSection(_Frozen):
     max_recall_drop: float = Field(ge=0, lt=1)
     max_fairness_increase: float = Field(ge=0, lt=1)
     champion_env: str
+    incomparable_champion: Literal["floors", "fail"] = "floors"
 
 
 class SmokeSection(_Frozen):
@@ -331,11 +315,12 @@ class Params(_Frozen):
     retrain: RetrainSection
 
     @model_validator(mode="after")
-    def _sensitive_are_features(self) -> Params:
-        unknown = [f for f in self.fairness.groups if f not in self.data.features]
-        unknown += [f for f in self.prepare.representation.group_features if f not in self.fairness.groups]
-        if unknown:
-            raise ValueError(f"sensitive features not defined as data features or fairness groups: {unknown}")
+    def _named_columns_declared(self) -> Params:
+        from pipeline.core.config_keys import column_problems
+
+        problems = column_problems(self)
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
 
@@ -353,5 +338,11 @@ def load_params(path: Path | str = DEFAULT_PARAMS) -> Params:
     try:
         return Params.model_validate(raw)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']}" for err in exc.errors())
+        problems = "; ".join(_problem(err) for err in exc.errors())
         raise ConfigError(f"{path}: {problems}") from exc
+
+
+def _problem(err: Any) -> str:
+    message = str(err["msg"]).removeprefix("Value error, ")
+    where = ".".join(str(p) for p in err["loc"])
+    return f"{where}: {message}" if where else message

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, average_precision_score, f1_score, roc_auc_score
 from sklearn.pipeline import Pipeline
@@ -30,13 +31,15 @@ MODEL_REQUIREMENTS = ("scikit-learn", "skops", "pandas", "numpy", "scipy")
 
 
 def build_pipeline(*, data: DataSection, spec: EstimatorSpec, seed: int) -> Pipeline:
-    """A ColumnTransformer + estimator. Category lists come from params, so a code the
-    training split happens not to contain is still known to the encoder.
+    """A ColumnTransformer + estimator over the model's inputs (audit-only columns never reach
+    it). Category lists come from params, so a code the training split happens not to contain is
+    still known to the encoder; a missing or unseen category is the encoders' unknown bucket.
     """
-    numeric, categorical = list(data.numeric), list(data.categorical)
-    categories = [list(data.categorical[c]) for c in categorical]
+    numeric, categorical = list(data.numeric_features), list(data.categorical_features)
+    categories = [list(data.categorical[c].values) for c in categorical]
     hyper = spec.hyperparameters()
     if spec.kind == "hist_gradient_boosting":
+        # Gradient boosting takes missing numbers as they are: it learns where they go.
         encode = ColumnTransformer(
             [
                 ("num", "passthrough", numeric),
@@ -56,9 +59,13 @@ def build_pipeline(*, data: DataSection, spec: EstimatorSpec, seed: int) -> Pipe
         is_categorical = [False] * len(numeric) + [True] * len(categorical)
         estimator: Any = HistGradientBoostingClassifier(categorical_features=is_categorical, random_state=seed, **hyper)
     else:
+        nullable = [c for c in numeric if data.numeric[c].nullable]
+        complete = [c for c in numeric if c not in nullable]
+        imputed = Pipeline([("impute", SimpleImputer(strategy="median", add_indicator=True)), ("scale", StandardScaler())])
         encode = ColumnTransformer(
             [
-                ("num", StandardScaler(), numeric),
+                ("num", StandardScaler(), complete),
+                *([("num_nullable", imputed, nullable)] if nullable else []),
                 ("cat", OneHotEncoder(categories=categories, handle_unknown="ignore"), categorical),
             ],
             verbose_feature_names_out=False,
