@@ -45,8 +45,9 @@ def verbose() -> None:
 def known_errors() -> tuple[type[Exception], ...]:
     from pipeline.core.config import ConfigError
     from pipeline.core.io import DataFileError, ModelFileError
+    from pipeline.core.schema import SchemaError
 
-    return (ConfigError, DataFileError, ModelFileError)
+    return (ConfigError, DataFileError, ModelFileError, SchemaError)
 
 
 def registry_refusals() -> tuple[type[Exception], ...]:

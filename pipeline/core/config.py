@@ -294,6 +294,25 @@ class RetrainSection(_Frozen):
     out_dir: Path
 
 
+class LabelsSection(_Frozen):
+    """Ground truth arriving after the prediction, joined to it by association id."""
+
+    # A second, different label for an id: `refuse` keeps the first one (the later is reported),
+    # `version` keeps both and readers take the newest.
+    duplicates: Literal["refuse", "version"] = "refuse"
+    max_batch: int = Field(default=500, ge=1)
+    id_column: str = Field(default="association_id", min_length=1)
+    label_column: str = Field(default="label", min_length=1)
+    observed_at_column: str | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _distinct_columns(self) -> LabelsSection:
+        named = [c for c in (self.id_column, self.label_column, self.observed_at_column) if c is not None]
+        if len(set(named)) < len(named):
+            raise ValueError(f"id_column, label_column and observed_at_column must name different columns, got {named}")
+        return self
+
+
 class Params(_Frozen):
     base: BaseSection
     data: DataSection
@@ -313,6 +332,8 @@ class Params(_Frozen):
     smoke: SmokeSection
     deploy: DeploySection
     retrain: RetrainSection
+    # Last and optional: a params.yaml written before labels existed still loads.
+    labels: LabelsSection = Field(default_factory=LabelsSection)
 
     @model_validator(mode="after")
     def _named_columns_declared(self) -> Params:

@@ -44,26 +44,35 @@ def read_table(path: Path | str) -> pd.DataFrame:
             frame = pd.read_csv(path, dtype_backend="numpy_nullable")
         except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
             raise DataFileError(f"{path}: not a readable CSV file: {exc}") from exc
-        frame = _csv_dtypes(frame)
     else:
         raise DataFileError(f"{path}: unsupported file type {suffix!r}; use .parquet or .csv")
     if frame.shape[1] == 0:
         raise DataFileError(f"{path}: the table has no columns")
-    return frame
+    return plain_dtypes(frame)
 
 
-def _csv_dtypes(frame: pd.DataFrame) -> pd.DataFrame:
-    # CSV has no types: make it look like the parquet files (ints stay ints, codes are strings).
+def plain_dtypes(frame: pd.DataFrame) -> pd.DataFrame:
+    """Nullable extension dtypes (CSV readers, databases, parquet written by other tools) as the
+    plain dtypes validation and the model know: ints stay ints unless a value is missing (then
+    float64, as numpy has no missing int), booleans likewise (object), text as str.
+    """
     out: dict[str, pd.Series] = {}
     for col in frame.columns:
         s = frame[col]
-        if pd.api.types.is_integer_dtype(s) and not s.isna().any():
-            out[col] = s.astype("int64")
-        elif pd.api.types.is_float_dtype(s):
+        has_na = bool(s.isna().any())
+        if isinstance(s.dtype, pd.api.extensions.ExtensionDtype) and pd.api.types.is_integer_dtype(s):
+            out[col] = s.astype("float64") if has_na else s.astype("int64")
+        elif isinstance(s.dtype, pd.api.extensions.ExtensionDtype) and pd.api.types.is_float_dtype(s):
             out[col] = s.astype("float64")
+        elif isinstance(s.dtype, pd.BooleanDtype):
+            out[col] = s.astype(object).where(s.notna(), None) if has_na else s.astype(bool)
+        elif isinstance(s.dtype, pd.StringDtype) or (
+            s.dtype == object and pd.api.types.infer_dtype(s, skipna=True) == "string"
+        ):
+            out[col] = s.astype(str)
         else:
             out[col] = s
-    return pd.DataFrame(out)
+    return pd.DataFrame(out, index=frame.index)
 
 
 def write_table(frame: pd.DataFrame, path: Path | str) -> None:

@@ -289,9 +289,15 @@ def read_labels(*, path: Path, params: Params) -> pd.DataFrame:
         raise CanaryInputError(f"{path}: labels need the columns {missing}")
     if frame[id_column].duplicated().any():
         raise CanaryInputError(f"{path}: {id_column} repeats; one label per association id")
+    from pipeline.core.schema import SchemaError, target_binary
+
     out = frame[[id_column, target]].dropna()
+    try:
+        binary = target_binary(out[target], params.base)
+    except SchemaError as exc:
+        raise CanaryInputError(f"{path}: {exc}") from exc
     # The log keeps association ids as text; ids in a parquet file are often integers.
-    return out.assign(**{id_column: out[id_column].astype(str)})
+    return out.assign(**{id_column: out[id_column].astype(str), target: binary})
 
 
 # --------------------------------------------------------------------------- command

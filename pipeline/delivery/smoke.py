@@ -28,9 +28,12 @@ class SmokeFailed(RuntimeError):
 
 
 def sample(*, raw: pd.DataFrame, params: Params) -> pd.DataFrame:
-    """Seeded raw rows, features only: what a client would send."""
+    """Seeded raw rows, the model's inputs only, in the form the service hands the model."""
+    from pipeline.core.schema import conform
+
     rows = min(params.smoke.rows, len(raw))
-    return raw.sample(n=rows, random_state=params.base.seed)[list(params.data.features)].reset_index(drop=True)
+    picked = raw.sample(n=rows, random_state=params.base.seed)
+    return conform(picked, params, with_target=False)[list(params.data.features)].reset_index(drop=True)
 
 
 def output_problems(*, proba: Any, rows: int) -> list[str]:

@@ -13,6 +13,7 @@ import pandas as pd
 
 from pipeline.core.config import Params
 from pipeline.core.groups import sensitive_frame
+from pipeline.core.schema import conform
 
 logger = logging.getLogger(__name__)
 
@@ -31,16 +32,10 @@ class Check:
 
 
 def clean(*, frame: pd.DataFrame, params: Params) -> pd.DataFrame:
-    """Optional seeded sample, typed columns, stable row order (so reruns hash the same)."""
+    """Optional seeded sample, the canonical column types, stable row order (so reruns hash the same)."""
     if params.data.sample_rows and params.data.sample_rows < len(frame):
         frame = frame.sample(n=params.data.sample_rows, random_state=params.base.seed)
-    out = frame.copy()
-    for col in params.data.numeric:
-        out[col] = out[col].astype("float64")
-    for col in params.data.categorical:
-        out[col] = out[col].astype(str)
-    out[params.base.target] = out[params.base.target].astype("int64")
-    return out.sort_values(params.base.id_column).reset_index(drop=True)
+    return conform(frame, params).sort_values(params.base.id_column).reset_index(drop=True)
 
 
 def split_position(*, ids: pd.Series, seed: int) -> np.ndarray:
@@ -100,6 +95,12 @@ def single_feature_auc(*, frame: pd.DataFrame, params: Params) -> dict[str, floa
         x = frame[col]
         if col in params.data.categorical:
             x = x.map(frame.groupby(col)[params.base.target].mean())
+        missing = x.isna()
+        if missing.any():
+            # A missing category ranks by its own target rate, as a level of its own; a missing
+            # number sits at the median, so missingness alone cannot look like a leak.
+            target_rate = float(frame[params.base.target][missing].mean())
+            x = x.astype("float64").fillna(target_rate if col in params.data.categorical else x.median())
         auc = float(roc_auc_score(y, x.to_numpy(dtype="float64")))
         scores[col] = max(auc, 1 - auc)
     return scores

@@ -22,8 +22,31 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 SUITE_NAME = "raw_data"
-# pandas stores both plain and nullable integers for an int column read from CSV or parquet.
-INT_TYPE, FLOAT_TYPE, STR_TYPE = "int64", "float64", "str"
+# The dtypes a column may arrive in, after io.read_table has made nullable extension dtypes
+# plain: a whole-number column with a missing value is float64 (numpy has no missing int), a
+# boolean one object.
+INT_TYPES = ["int64", "int32", "int16", "int8", "uint8", "uint16", "uint32"]
+STR_TYPE = "str"
+
+
+def allowed_types(dtype: str, *, nullable: bool) -> list[str] | None:
+    """None means the single str type, which GX checks only with ExpectColumnValuesToBeOfType."""
+    if dtype == "str":
+        return None
+    if dtype == "bool":
+        return ["bool", "object"] if nullable else ["bool"]
+    if dtype == "int":
+        return [*INT_TYPES, "float64"] if nullable else INT_TYPES
+    return ["float64", "float32", *INT_TYPES]
+
+
+def typed_codes(codes: tuple[str, ...], dtype: str) -> list[Any]:
+    """The value set as the column holds it: params list every code as text."""
+    if dtype == "int":
+        return [int(c) for c in codes]
+    if dtype == "bool":
+        return [c == "true" for c in codes]
+    return list(codes)
 
 
 @dataclass(frozen=True)
@@ -40,6 +63,8 @@ class ValidationOutcome:
     rows: int
     evaluated: int
     failures: list[Failure]
+    # Missing values per declared column that has any (allowed only where params say nullable).
+    nulls: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -47,11 +72,12 @@ class ValidationOutcome:
             "rows": self.rows,
             "expectations_evaluated": self.evaluated,
             "failures": [f.__dict__ for f in self.failures],
+            "nulls": dict(sorted(self.nulls.items())),
         }
 
 
 def expected_columns(params: Params) -> list[str]:
-    return [params.base.id_column, *params.data.features, params.base.target, *params.data.metadata_columns]
+    return [params.base.id_column, *params.data.columns, params.base.target, *params.data.metadata_columns]
 
 
 def build_suite(*, params: Params, name: str = SUITE_NAME, with_target: bool = True) -> ExpectationSuite:
@@ -67,19 +93,30 @@ def build_suite(*, params: Params, name: str = SUITE_NAME, with_target: bool = T
     add = suite.add_expectation
     add(gxe.ExpectTableColumnsToMatchSet(column_set=columns, exact_match=True))
     add(gxe.ExpectTableRowCountToBeBetween(min_value=params.validation.min_rows, max_value=params.validation.max_rows))
+    nullable = {c for c, s in data.numeric.items() if s.nullable} | {c for c, s in data.categorical.items() if s.nullable}
     for col in columns:
-        add(gxe.ExpectColumnValuesToNotBeNull(column=col))
+        if col not in nullable:
+            add(gxe.ExpectColumnValuesToNotBeNull(column=col))
     add(gxe.ExpectColumnValuesToBeUnique(column=id_col))
-    add(gxe.ExpectColumnValuesToBeOfType(column=id_col, type_=INT_TYPE))
+
+    def of_type(col: str, dtype: str, *, nullable: bool) -> None:
+        types = allowed_types(dtype, nullable=nullable)
+        if types is None:
+            add(gxe.ExpectColumnValuesToBeOfType(column=col, type_=STR_TYPE))
+        else:
+            add(gxe.ExpectColumnValuesToBeInTypeList(column=col, type_list=types))
+
     for col, bounds in data.numeric.items():
-        add(gxe.ExpectColumnValuesToBeOfType(column=col, type_=FLOAT_TYPE))
+        of_type(col, bounds.dtype, nullable=bounds.nullable)
         add(gxe.ExpectColumnValuesToBeBetween(column=col, min_value=bounds.min, max_value=bounds.max))
-    for col, codes in data.categorical.items():
-        add(gxe.ExpectColumnValuesToBeOfType(column=col, type_=STR_TYPE))
-        add(gxe.ExpectColumnValuesToBeInSet(column=col, value_set=list(codes)))
+    for col, spec in data.categorical.items():
+        of_type(col, spec.dtype, nullable=spec.nullable)
+        # A production batch may bring a code the model scores as "other": drift reports it.
+        if with_target or spec.unseen == "refuse":
+            add(gxe.ExpectColumnValuesToBeInSet(column=col, value_set=typed_codes(spec.values, spec.dtype)))
     if with_target:
-        add(gxe.ExpectColumnValuesToBeOfType(column=target, type_=INT_TYPE))
-        add(gxe.ExpectColumnValuesToBeInSet(column=target, value_set=[0, 1]))
+        labels = [params.base.negative_label, params.base.positive_label]
+        add(gxe.ExpectColumnValuesToBeInSet(column=target, value_set=labels))
     return suite
 
 
@@ -165,8 +202,28 @@ def run_suite(
                 continue
             res = dict(r.result or {})
             examples = list(res.get("partial_unexpected_list") or [])[: params.validation.example_values]
-            failures.append(Failure(cfg.type, column, _describe(cfg.type, column, res, kwargs), examples))
-    return ValidationOutcome(success=not failures, rows=len(frame), evaluated=evaluated, failures=failures)
+            message = _describe(cfg.type, column, res, kwargs)
+            if cfg.type == "expect_table_columns_to_match_set":
+                message = _column_set_message(params, frame, message, with_target=with_target)
+            failures.append(Failure(cfg.type, column, message, examples))
+    declared = [c for c in params.data.columns if c in frame.columns]
+    counts = frame[declared].isna().sum()
+    nulls = {str(c): int(n) for c, n in counts.items() if n}
+    return ValidationOutcome(success=not failures, rows=len(frame), evaluated=evaluated, failures=failures, nulls=nulls)
+
+
+def _column_set_message(params: Params, frame: pd.DataFrame, fallback: str, *, with_target: bool) -> str:
+    # A missing column is named with the params key that asks for it: that is the line to edit.
+    from pipeline.core.config_keys import missing_from_table
+
+    missing = missing_from_table(params, frame.columns, with_target=with_target)
+    expected = set(expected_columns(params)) - (set() if with_target else {params.base.target})
+    extra = sorted(str(c) for c in set(frame.columns) - expected)
+    parts = [
+        *missing,
+        *([f"unexpected extra columns {extra} (declare them in params data or drop them)"] if extra else []),
+    ]
+    return "table: " + "; ".join(parts) if parts else fallback
 
 
 def render_markdown(outcome: ValidationOutcome, *, source: str) -> str:
@@ -178,6 +235,9 @@ def render_markdown(outcome: ValidationOutcome, *, source: str) -> str:
         f"{len(outcome.failures)} failed.",
         "",
     ]
+    if outcome.nulls:
+        shares = ", ".join(f"{c} {n} ({n / max(outcome.rows, 1):.1%})" for c, n in sorted(outcome.nulls.items()))
+        lines += [f"Missing values: {shares}.", ""]
     if outcome.failures:
         lines += ["| expectation | column | problem | examples |", "|---|---|---|---|"]
         for f in outcome.failures:

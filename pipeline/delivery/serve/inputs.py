@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model
 
-from pipeline.core.config import DataSection, HumilitySection, Params
+from pipeline.core.config import DataSection, HumilitySection, Params, label_key
 
 logger = logging.getLogger(__name__)
 
@@ -21,6 +21,8 @@ FLAG_CATEGORY = "unseen_category:{column}"
 FLAG_UNCERTAIN = "uncertain_score"
 JSON_MEDIA_TYPE = "application/json"
 ERR_CONTROL_CHARACTER = "must not contain control characters (found U+{code:04X})"
+# An unseen code is logged and echoed in flags: bound its length like any other text field.
+MAX_CODE_CHARS = 128
 
 
 @dataclass(frozen=True)
@@ -32,8 +34,11 @@ class TrainingProfile:
 
 
 def training_profile(*, frame: pd.DataFrame, data: DataSection) -> TrainingProfile:
-    numeric = {c: (float(frame[c].min()), float(frame[c].max())) for c in data.numeric}
-    categorical = {c: frozenset(frame[c].dropna().astype(str).unique()) for c in data.categorical}
+    """Over the model's inputs only; the split is canonical (prepare wrote it), the raw table
+    is conformed first.
+    """
+    numeric = {c: (float(frame[c].min()), float(frame[c].max())) for c in data.numeric_features}
+    categorical = {c: frozenset(frame[c].dropna().astype(str).unique()) for c in data.categorical_features}
     return TrainingProfile(numeric=numeric, categorical=categorical)
 
 
@@ -45,7 +50,9 @@ def load_profile(*, params: Params) -> TrainingProfile:
     if not path.is_file():
         logger.warning("%s not found: humility ranges come from %s", path, params.data.raw)
         path = params.data.raw
-    return training_profile(frame=io.read_table(path), data=params.data)
+    from pipeline.core.schema import conform
+
+    return training_profile(frame=conform(io.read_table(path), params, with_target=False), data=params.data)
 
 
 def probe_row(*, profile: TrainingProfile) -> dict[str, Any]:
@@ -56,8 +63,17 @@ def probe_row(*, profile: TrainingProfile) -> dict[str, Any]:
 
 
 def input_flags(*, row: Mapping[str, Any], profile: TrainingProfile) -> list[str]:
-    flags = [FLAG_RANGE.format(column=c) for c, (low, high) in profile.numeric.items() if not low <= row[c] <= high]
-    flags += [FLAG_CATEGORY.format(column=c) for c, seen in profile.categorical.items() if row[c] not in seen]
+    # A missing value (a nullable column) is neither out of range nor unseen: the model imputes it.
+    flags = [
+        FLAG_RANGE.format(column=c)
+        for c, (low, high) in profile.numeric.items()
+        if row[c] is not None and not low <= row[c] <= high
+    ]
+    flags += [
+        FLAG_CATEGORY.format(column=c)
+        for c, seen in profile.categorical.items()
+        if row[c] is not None and row[c] not in seen
+    ]
     return flags
 
 
@@ -74,9 +90,10 @@ def answer(*, score: float, flags: Sequence[str], threshold: float, humility: Hu
 
 
 def _code(value: Any) -> Any:
-    # JSON clients often send codes as numbers; 16 and "16" mean the same ACS code.
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
+    # JSON clients often send codes as numbers or booleans: 16 and "16" are the same code, and
+    # true is "true", as params list them.
+    if isinstance(value, bool | int):
+        return label_key(value)
     return value
 
 
@@ -98,13 +115,29 @@ def _no_control_characters(value: str) -> str:
 
 
 def request_model(*, data: DataSection, max_id_chars: int) -> type[BaseModel]:
-    """The request schema from params: numeric ranges and category code lists, nothing extra."""
+    """The request schema from params: numeric ranges and category code lists, nothing extra.
+
+    A nullable column may be null or left out; so may an audit-only column, which is logged
+    (for fairness and drift by group) but never scored. A column whose unseen policy is
+    `other` takes any short text: the model scores an unknown code as its unknown bucket.
+    """
     forbid = ConfigDict(extra="forbid")
     fields: dict[str, Any] = {}
     for column, bounds in data.numeric.items():
-        fields[column] = (Annotated[float, Field(ge=bounds.min, le=bounds.max, allow_inf_nan=False, strict=True)], ...)
-    for column, codes in data.categorical.items():
-        fields[column] = (Annotated[Literal[codes], BeforeValidator(_code)], ...)
+        number: Any = Annotated[float, Field(ge=bounds.min, le=bounds.max, allow_inf_nan=False, strict=True)]
+        fields[column] = _optional(number) if bounds.nullable or column in data.audit_only else (number, ...)
+    for column, spec in data.categorical.items():
+        code: Any = (
+            Annotated[
+                str,
+                BeforeValidator(_code),
+                Field(min_length=1, max_length=MAX_CODE_CHARS),
+                AfterValidator(_no_control_characters),
+            ]
+            if spec.unseen == "other"
+            else Annotated[Literal[spec.values], BeforeValidator(_code)]
+        )
+        fields[column] = _optional(code) if spec.nullable or column in data.audit_only else (code, ...)
     features = create_model("Features", __config__=forbid, **fields)
     model: type[BaseModel] = create_model(
         "PredictRequest",
@@ -118,6 +151,10 @@ def request_model(*, data: DataSection, max_id_chars: int) -> type[BaseModel]:
     return model
 
 
+def _optional(kind: Any) -> tuple[Any, None]:
+    return (kind | None, None)
+
+
 def field_errors(exc: ValidationError) -> list[dict[str, str]]:
     return [
         {"field": ".".join(str(p) for p in err["loc"]) or "(body)", "message": err["msg"], "type": err["type"]}
@@ -126,6 +163,10 @@ def field_errors(exc: ValidationError) -> list[dict[str, str]]:
 
 
 def to_frame(*, rows: Sequence[Mapping[str, Any]], data: DataSection) -> pd.DataFrame:
-    columns: dict[str, Any] = {c: np.fromiter((r[c] for r in rows), np.float64, len(rows)) for c in data.numeric}
-    columns.update({c: pd.array([r[c] for r in rows], dtype="str") for c in data.categorical})
+    """The model's inputs only, in its canonical form: a null number is NaN, a null code NaN."""
+    columns: dict[str, Any] = {
+        c: np.fromiter((np.nan if r.get(c) is None else r[c] for r in rows), np.float64, len(rows))
+        for c in data.numeric_features
+    }
+    columns.update({c: pd.array([r.get(c) for r in rows], dtype="str") for c in data.categorical_features})
     return pd.DataFrame(columns)

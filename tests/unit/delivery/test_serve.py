@@ -437,8 +437,8 @@ def test_humility_flags_in_response_and_log(
     low, _ = profile.numeric[numeric]
     bound = params.data.numeric[numeric]
     unseen = {
-        c: [code for code in codes if code not in profile.categorical[c]]
-        for c, codes in params.data.categorical.items()
+        c: [code for code in spec.values if code not in profile.categorical[c]]
+        for c, spec in params.data.categorical.items()
     }
     column = next(c for c, codes in unseen.items() if codes)
     row = {**rows(sample, params, 1)[0], column: unseen[column][0]}
