@@ -31,6 +31,20 @@ def _stage(name: str, params_path: Path) -> None:
 
 
 @app.command()
+def ingest(params: ParamsOpt = DEFAULT_PARAMS) -> None:
+    """Take a fresh snapshot of data.source's query into data.raw (the URL comes from the environment)."""
+    from pipeline.core.config import load_params
+    from pipeline.stages.ingest import IngestError, main
+
+    verbose()
+    try:
+        main(params=load_params(params))
+    except (*known_errors(), IngestError) as exc:  # type: ignore[misc]
+        # Every refusal here is input the user can fix: the params, the URL or the query.
+        fail(str(exc), code=2)
+
+
+@app.command()
 def validate(params: ParamsOpt = DEFAULT_PARAMS) -> None:
     """Check the raw data against the Great Expectations suite built from params."""
     _stage("validate", params)

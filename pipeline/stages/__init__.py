@@ -1,4 +1,5 @@
-"""The DVC stages, one module each: validate, prepare, train, evaluate, fairness, card.
+"""The DVC stages, one module each: ingest (a database table, when there is one), validate,
+prepare, train, evaluate, fairness, card.
 
 Each stage is a pure function of frames and params under a thin `main(params=...)` that
 reads and writes the files dvc.yaml lists. Stages import only `pipeline.core`.
@@ -8,8 +9,9 @@ import lazy_loader
 
 __getattr__, __dir__, __all__ = lazy_loader.attach(
     __name__,
-    submodules=["card", "evaluate", "fairness", "prepare", "train", "validate"],
+    submodules=["card", "evaluate", "fairness", "ingest", "prepare", "train", "validate"],
     submod_attrs={
+        "ingest": ["IngestError", "add_ingest_stage", "ingest_stage_text", "snapshot"],
         "validate": ["ValidationFailed", "build_suite", "run_suite"],
         "prepare": ["PrepareFailed", "clean", "split"],
         "train": ["MODEL_ARTIFACT", "build_pipeline", "fit_candidates"],
