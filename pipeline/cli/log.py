@@ -9,10 +9,12 @@ from typing import Annotated
 import typer
 
 from pipeline.cli.common import DEFAULT_PARAMS, LogUrlOpt, ParamsOpt, fail, known_errors, verbose
+from pipeline.cli.labels import labels_app
 
 app = typer.Typer()
 log_app = typer.Typer(help="The prediction log: how long its personal data is kept.", no_args_is_help=True)
 app.add_typer(log_app, name="log")
+app.add_typer(labels_app, name="labels")
 
 
 @log_app.command("prune")

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from pipeline.cli import app
 from pipeline.core import predlog
-from tests.conftest import REPO_ROOT
+from tests.conftest import DEMO_PARAMS
 from tests.predlog_support import AGES, DAY, KEPT, write_ages
 
 pytestmark = pytest.mark.e2e
@@ -61,6 +61,8 @@ def _snapshot(url: str) -> dict[str, list[tuple[object, ...]]]:
 
 def test_prune_dry_run_and_clamp_on_postgres(log_url: str) -> None:
     write_ages(log_url, now=NOW, ages=AGES)
+    # A table made by hand before the label store had its own (which opening the log creates).
+    _query(log_url, "DROP TABLE labels")
     _query(log_url, "CREATE TABLE labels (association_id TEXT, employed INTEGER)")
     _query(log_url, "INSERT INTO labels VALUES ('recent', 1), ('stale', 0), ('ancient', 1)")
     before = _snapshot(log_url)
@@ -84,7 +86,7 @@ def test_prune_dry_run_and_clamp_on_postgres(log_url: str) -> None:
 
 def test_cli_prune_on_postgres(log_url: str) -> None:
     write_ages(log_url, now=time.time(), ages={"new": 1.0, "old": 200.0})
-    base = ["log", "prune", "--params", str(REPO_ROOT / "params.yaml"), "--log-url", log_url]
+    base = ["log", "prune", "--params", str(DEMO_PARAMS), "--log-url", log_url]
     dry = CliRunner().invoke(app, [*base, "--dry-run"])
     assert dry.exit_code == 0, dry.output
     assert "would remove 1 prediction rows" in dry.output

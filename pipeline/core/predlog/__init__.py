@@ -1,5 +1,6 @@
 """The prediction log: one row per scored request and model (association id, time, env, model
-version, role, inputs, score, flags), label-free. SQLite by default, PostgreSQL for teams.
+version, role, inputs, score, flags), and the labels that arrive later by association id (`labels`,
+read back joined with `labelled_predictions`). SQLite by default, PostgreSQL for teams.
 
 The inputs are people's personal data: rows older than params serve.log.retention_days are
 deleted by `pipeline log prune` (`prune`) and never read (`read_log` clamps its window).
@@ -14,11 +15,28 @@ from pipeline.core.predlog.access import (
     PruneResult,
     cutoff,
     iso,
+    labelled_predictions,
     open_store,
     prune,
     read_log,
     resolve_url,
+    write_labels,
 )
+from pipeline.core.predlog.labels import (
+    DUPLICATE_RULES,
+    FEEDBACK_SOURCE,
+    LabelRecord,
+    LabelWrite,
+    Refusal,
+    binary_label,
+    id_problem,
+    import_source,
+    label_problem,
+    parse_time,
+    raw_text,
+    time_problem,
+)
+from pipeline.core.predlog.labels_sql import LABEL_COLUMNS
 from pipeline.core.predlog.postgres import PostgresStore
 from pipeline.core.predlog.records import (
     COLUMNS,
@@ -39,11 +57,16 @@ from pipeline.core.predlog.writer import LogWriter, WriterStats
 __all__ = [
     "COLUMNS",
     "DAY_SECONDS",
+    "DUPLICATE_RULES",
+    "FEEDBACK_SOURCE",
     "LABELS_TABLE",
+    "LABEL_COLUMNS",
     "LOG_URL_ENV",
     "RETENTION_TABLE",
     "ROLES",
     "TABLE",
+    "LabelRecord",
+    "LabelWrite",
     "LogRecord",
     "LogStore",
     "LogWriter",
@@ -51,14 +74,24 @@ __all__ = [
     "PredictionLogError",
     "PruneCounts",
     "PruneResult",
+    "Refusal",
     "SqliteStore",
     "Store",
     "WriterStats",
+    "binary_label",
     "cutoff",
+    "id_problem",
+    "import_source",
     "iso",
+    "label_problem",
+    "labelled_predictions",
     "open_store",
+    "parse_time",
     "prune",
+    "raw_text",
     "read_log",
     "record",
     "resolve_url",
+    "time_problem",
+    "write_labels",
 ]

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
 
+from pipeline.core.predlog.labels import LabelRecord, LabelWrite
 from pipeline.core.predlog.postgres import PostgresStore
 from pipeline.core.predlog.records import LOG_URL_ENV, PredictionLogError
 from pipeline.core.predlog.sqlite import SqliteStore
@@ -85,11 +87,59 @@ def read_log(
     """
     store = _open_existing(url)
     try:
-        known = [days for days in (retention_days, store.recorded_retention()) if days is not None]
-        if known:
-            floor = cutoff(retention_days=min(known), now=time.time() if now is None else now)
+        floor = _floor(store, retention_days, now)
+        if floor is not None:
             start = floor if start is None else max(start, floor)
         return store.read(env=env, start=start, end=end)
+    finally:
+        store.close()
+
+
+def _floor(store: LogStore, retention_days: int | None, now: float | None) -> float | None:
+    """The time before which nothing is read: the stricter of the caller's and the store's retention."""
+    known = [days for days in (retention_days, store.recorded_retention()) if days is not None]
+    if not known:
+        return None
+    return cutoff(retention_days=min(known), now=time.time() if now is None else now)
+
+
+def _seconds(moment: float | datetime | None) -> float | None:
+    return moment.timestamp() if isinstance(moment, datetime) else moment
+
+
+def labelled_predictions(
+    store: LogStore | str,
+    since: float | datetime | None = None,
+    until: float | datetime | None = None,
+    environment: str | None = None,
+    *,
+    retention_days: int | None = None,
+    now: float | None = None,
+) -> pd.DataFrame:
+    """Logged predictions in [since, until) that carry a label, each with its id's newest label
+    (`label` 0/1, `raw_label`, `observed_at`, `label_source`, `received_at`, `label_version`).
+
+    `store` is an open store or a log URL. Clamped like `read_log`: neither a prediction nor a
+    label older than the retention is read (a newer label version past it falls back to the
+    newest one within it). Every model's row of a request (champion, challenger, shadow) is kept.
+    """
+    opened = _open_existing(store) if isinstance(store, str) else store
+    try:
+        floor = _floor(opened, retention_days, now)
+        start = _seconds(since)
+        if floor is not None:
+            start = floor if start is None else max(start, floor)
+        return opened.read_labelled(env=environment, start=start, end=_seconds(until), label_floor=floor)
+    finally:
+        if isinstance(store, str):
+            opened.close()
+
+
+def write_labels(*, url: str, records: Sequence[LabelRecord], duplicates: str, now: float | None = None) -> LabelWrite:
+    """Store `records` (all or none) in the log at `url`, which must exist already."""
+    store = _open_existing(url)
+    try:
+        return store.write_labels(records, duplicates=duplicates, received_at=time.time() if now is None else now)
     finally:
         store.close()
 
@@ -107,7 +157,8 @@ class PruneResult:
 
 
 def prune(*, url: str, retention_days: int, dry_run: bool = False, now: float | None = None) -> PruneResult:
-    """Delete the predictions (and labels) older than now - retention_days; dry: only count them.
+    """Delete the predictions older than now - retention_days, and the labels observed or received
+    before then; dry: only count them.
 
     A real prune also records the retention in the store, which every later read clamps to.
     """

@@ -9,6 +9,15 @@ from typing import Any
 
 import pandas as pd
 
+from pipeline.core.predlog.labels import LabelRecord, LabelWrite
+from pipeline.core.predlog.labels_sql import (
+    INSERT_SQL,
+    LABELS_DDL,
+    check_columns,
+    labelled_frame,
+    labelled_sql,
+    plan_write,
+)
 from pipeline.core.predlog.records import (
     COLUMNS,
     LABELS_TABLE,
@@ -29,6 +38,7 @@ ERR_CREATE = "cannot create the prediction log table: {exc}"
 ERR_CONNECT = "cannot connect to the prediction log database: {exc}"
 ERR_READ = "cannot read the prediction log: {exc}"
 ERR_PRUNE = "cannot prune the prediction log: {exc}"
+ERR_LABELS = "cannot write labels to the prediction log: {exc}"
 CONNECT_TIMEOUT_SECONDS = 10
 _DDL = (
     f"CREATE TABLE IF NOT EXISTS {TABLE} (association_id TEXT NOT NULL, ts DOUBLE PRECISION NOT NULL, "
@@ -36,6 +46,7 @@ _DDL = (
     "inputs TEXT NOT NULL, score DOUBLE PRECISION, latency_ms DOUBLE PRECISION NOT NULL, flags TEXT NOT NULL, "
     "fallback BOOLEAN NOT NULL, error TEXT)",
     f"CREATE INDEX IF NOT EXISTS {TABLE}_env_ts ON {TABLE} (env, ts)",
+    *LABELS_DDL,
 )
 _COLUMNS_SQL = (
     "SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = %s"
@@ -102,6 +113,47 @@ class PostgresStore:
             raise _error(ERR_READ, exc) from exc
         return frame(rows)
 
+    def _columns(self, cur: Any, table: str) -> set[str]:
+        cur.execute(_COLUMNS_SQL, (table,))
+        return {row[0] for row in cur.fetchall()}
+
+    def write_labels(self, records: Sequence[LabelRecord], *, duplicates: str, received_at: float) -> LabelWrite:
+        """All of `records` or none, in one transaction. The lock lets readers and the prediction
+        writer go on but queues a second label writer, which must plan on what the first stored.
+        """
+        import psycopg2
+        from psycopg2.extras import execute_values
+
+        conn = self._conn()
+        try:
+            with conn, conn.cursor() as cur:
+                check_columns(self._columns(cur, LABELS_TABLE))
+                cur.execute(f"LOCK TABLE {LABELS_TABLE} IN SHARE ROW EXCLUSIVE MODE")
+                inserts, outcome = plan_write(
+                    cur, mark="%s", records=records, duplicates=duplicates, received_at=received_at
+                )
+                if inserts:
+                    execute_values(cur, f"{INSERT_SQL}%s", inserts, page_size=1000)
+        except psycopg2.Error as exc:
+            raise _error(ERR_LABELS, exc) from exc
+        return outcome
+
+    def read_labelled(
+        self, *, env: str | None, start: float | None, end: float | None, label_floor: float | None
+    ) -> pd.DataFrame:
+        import psycopg2
+
+        sql, args = labelled_sql(mark="%s", env=env, start=start, end=end, label_floor=label_floor)
+        conn = self._conn()
+        try:
+            with conn, conn.cursor() as cur:
+                check_columns(self._columns(cur, LABELS_TABLE))
+                cur.execute(sql, args)
+                rows = cur.fetchall()
+        except psycopg2.Error as exc:
+            raise _error(ERR_READ, exc) from exc
+        return labelled_frame(rows)
+
     def recorded_retention(self) -> int | None:
         import psycopg2
 
@@ -119,8 +171,7 @@ class PostgresStore:
         conn = self._conn()
         try:
             with conn, conn.cursor() as cur:
-                cur.execute(_COLUMNS_SQL, (LABELS_TABLE,))
-                label_columns = {row[0] for row in cur.fetchall()}
+                label_columns = self._columns(cur, LABELS_TABLE)
                 return prune_rows(
                     cur,
                     mark="%s",

@@ -14,8 +14,9 @@ import pandas as pd
 
 LOG_URL_ENV = "PREDICTION_LOG_URL"
 TABLE = "predictions"
-# Labels joined into the store by association id (or stamped with their own ts) hold personal
-# data too: pruning deletes them with the predictions they label.
+# Labels arriving later, keyed by association id (labels.py): personal data too, pruned by their
+# own times. Tables made by hand before the store had one are pruned by their ts, else with the
+# predictions they label.
 LABELS_TABLE = "labels"
 # What the last prune recorded, so every reader clamps its window even without params at hand.
 RETENTION_TABLE = "prediction_log_retention"
@@ -125,8 +126,9 @@ def where(env: str | None, start: float | None, end: float | None, mark: str) ->
     return (" WHERE " + " AND ".join(clauses)) if clauses else "", args
 
 
-def frame(rows: Iterable[Sequence[Any]]) -> pd.DataFrame:
-    out = pd.DataFrame(list(rows), columns=list(COLUMNS))
+def frame(rows: Iterable[Sequence[Any]], extra: Sequence[str] = ()) -> pd.DataFrame:
+    """Rows of COLUMNS (then `extra`, typed by the caller) as a frame, oldest first."""
+    out = pd.DataFrame(list(rows), columns=[*COLUMNS, *extra])
     out["score"] = pd.to_numeric(out["score"], errors="coerce").astype("float64")
     out["latency_ms"] = out["latency_ms"].astype("float64")
     out["fallback"] = out["fallback"].astype(bool)
@@ -164,7 +166,12 @@ def prune_rows(
     """
     note = None
     labels_where: str | None = None
-    if "ts" in label_columns:
+    labels_args = [cutoff]
+    if {"observed_at", "received_at"} <= label_columns:
+        # The label store's own table: a label goes once either time is past the retention.
+        labels_where = f"observed_at < {mark} OR received_at < {mark}"
+        labels_args = [cutoff, cutoff]
+    elif "ts" in label_columns:
         labels_where = f"ts < {mark}"
     elif "association_id" in label_columns:
         labels_where = f"association_id IN (SELECT association_id FROM {TABLE} WHERE ts < {mark})"
@@ -172,7 +179,7 @@ def prune_rows(
         note = NOTE_LABELS_KEPT
     labels = 0
     if labels_where is not None:
-        labels = _delete(cur, table=LABELS_TABLE, where_sql=labels_where, args=[cutoff], dry_run=dry_run)
+        labels = _delete(cur, table=LABELS_TABLE, where_sql=labels_where, args=labels_args, dry_run=dry_run)
     predictions = _delete(cur, table=TABLE, where_sql=f"ts < {mark}", args=[cutoff], dry_run=dry_run)
     if not dry_run:
         cur.execute(RETENTION_DDL)

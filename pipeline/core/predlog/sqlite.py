@@ -17,6 +17,16 @@ from pathlib import Path
 
 import pandas as pd
 
+from pipeline.core.predlog.labels import LabelRecord, LabelWrite
+from pipeline.core.predlog.labels_sql import (
+    INSERT_SQL,
+    LABEL_COLUMNS,
+    LABELS_DDL,
+    check_columns,
+    labelled_frame,
+    labelled_sql,
+    plan_write,
+)
 from pipeline.core.predlog.records import (
     COLUMNS,
     LABELS_TABLE,
@@ -39,6 +49,7 @@ ERR_READ = "{path}: cannot read the prediction log: {exc}"
 ERR_WRITE = "{path}: cannot write the prediction log: {exc}"
 ERR_LOCKED = "{path}: the prediction log is locked by another process (waited {seconds:g} s): {exc}"
 ERR_PRUNE = "{path}: cannot prune the prediction log: {exc}"
+ERR_LABELS = "{path}: cannot write labels to the prediction log: {exc}"
 WARN_REOPENED = (
     "prediction log %s was %s while the service ran: reopened it with a new, empty table; "
     "rows written since the previous batch went to the old file"
@@ -49,6 +60,7 @@ _DDL = (
     "model_name TEXT NOT NULL, model_version TEXT NOT NULL, role TEXT NOT NULL, inputs TEXT NOT NULL, "
     "score REAL, latency_ms REAL NOT NULL, flags TEXT NOT NULL, fallback INTEGER NOT NULL, error TEXT)",
     f"CREATE INDEX IF NOT EXISTS {TABLE}_env_ts ON {TABLE} (env, ts)",
+    *LABELS_DDL,
 )
 
 
@@ -127,6 +139,38 @@ class SqliteStore:
         try:
             cursor = self._conn().execute(select_sql(where_sql), args)
             return frame(cursor.fetchall())
+        except sqlite3.Error as exc:
+            raise self._fail(ERR_READ, exc) from exc
+
+    def write_labels(self, records: Sequence[LabelRecord], *, duplicates: str, received_at: float) -> LabelWrite:
+        """All of `records` or none, in one transaction that holds the write lock from the start:
+        two writers never plan against the same stored labels.
+        """
+        conn = self._current_conn()
+        try:
+            check_columns(self._columns(LABELS_TABLE))
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                inserts, outcome = plan_write(
+                    conn.cursor(), mark="?", records=records, duplicates=duplicates, received_at=received_at
+                )
+                marks = ", ".join("?" * len(LABEL_COLUMNS))
+                conn.executemany(f"{INSERT_SQL}({marks})", inserts)
+                conn.commit()
+            except BaseException:
+                conn.rollback()
+                raise
+        except sqlite3.Error as exc:
+            raise self._fail(ERR_LABELS, exc) from exc
+        return outcome
+
+    def read_labelled(
+        self, *, env: str | None, start: float | None, end: float | None, label_floor: float | None
+    ) -> pd.DataFrame:
+        sql, args = labelled_sql(mark="?", env=env, start=start, end=end, label_floor=label_floor)
+        try:
+            check_columns(self._columns(LABELS_TABLE))
+            return labelled_frame(self._conn().execute(sql, args).fetchall())
         except sqlite3.Error as exc:
             raise self._fail(ERR_READ, exc) from exc
 

@@ -4,10 +4,11 @@ prediction log written off the request path.
 
 Shape of a request: POST /predict {"association_id": "...", "features": {"<column>": <value>, ...}}.
 The association id is optional (one is generated); it keys the sticky canary split and the
-later join with labels.
+later join with labels, which arrive on POST /feedback {"association_id": "...", "label": ...}.
 
 Concerns, lowest first: `models` (sources, routing, reloads), `inputs` (schema, profile,
-flags), `batching`, `metrics`, `app` (the ASGI app) and `server` (the process).
+flags), `batching`, `metrics`, `http` (bounded JSON bodies), `feedback` (labels), `app` (the
+ASGI app) and `server` (the process).
 """
 
 from pipeline.delivery.serve.app import ERR_EMPTY_BODY, ERR_TOO_LARGE, Service, create_app

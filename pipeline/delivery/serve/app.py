@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 import uuid
@@ -21,6 +20,10 @@ from starlette.requests import ClientDisconnect
 from pipeline.core.config import Params
 from pipeline.core.redact import redact
 from pipeline.delivery.serve.batching import Batcher, Item
+from pipeline.delivery.serve.feedback import Feedback
+from pipeline.delivery.serve.http import ERR_BODY_TIMEOUT, ERR_DISCONNECTED, ERR_MEDIA_TYPE, ERR_TOO_LARGE
+from pipeline.delivery.serve.http import json_response as _json
+from pipeline.delivery.serve.http import read_body as _read_body
 from pipeline.delivery.serve.inputs import (
     TrainingProfile,
     answer,
@@ -39,10 +42,6 @@ if TYPE_CHECKING:
     from pipeline.core.predlog import LogRecord, LogWriter
 
 ERR_EMPTY_BODY = "empty request body: send a JSON object with a `features` object"
-ERR_TOO_LARGE = "request body larger than {limit} bytes"
-ERR_MEDIA_TYPE = "Content-Type must be application/json, not {got}"
-ERR_BODY_TIMEOUT = "request body not received within {seconds:g} s"
-ERR_DISCONNECTED = "the client closed the connection before its request body arrived"
 
 logger = logging.getLogger(__name__)
 
@@ -147,30 +146,6 @@ class Service:
             self.metrics.log_pending.set(self.writer.pending())
 
 
-def _json(content: Any, status: int = 200, *, close: bool = False) -> Response:
-    body = json.dumps(content, separators=(",", ":"), allow_nan=False).encode()
-    # An answer given before the body was read in full closes the connection: otherwise the
-    # server would go on receiving (and discarding) whatever the client still sends.
-    headers = {"connection": "close"} if close else None
-    return Response(body, status_code=status, media_type="application/json", headers=headers)
-
-
-async def _read_body(request: Request, limit: int) -> bytes | None:
-    """The body, or None when it exceeds the limit (checked before and while reading).
-    Raises ClientDisconnect when the client goes away first.
-    """
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        return None
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 def create_app(
     *,
     params: Params,
@@ -195,6 +170,7 @@ def create_app(
     )
     if writer is not None:
         service.metrics.watch_log(writer=writer)
+    feedback = Feedback(params=params, writer=writer, registry=service.metrics.registry)
     schema = request_model(data=params.data, max_id_chars=serve.max_association_id_chars)
     threshold = params.evaluate.threshold
 
@@ -234,11 +210,13 @@ def create_app(
             await asyncio.gather(*tasks, return_exceptions=True)
             batcher.close()
             loader.shutdown(wait=False, cancel_futures=True)
+            await loop.run_in_executor(None, feedback.close)
             if writer is not None:
                 await loop.run_in_executor(None, writer.close)
 
     app = FastAPI(title="pipeline serve", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.service = service
+    app.state.feedback = feedback
 
     @app.get("/health")
     async def health() -> Response:
@@ -273,6 +251,12 @@ def create_app(
 
         service.update_gauges()
         return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.post("/feedback")
+    async def feedback_labels(request: Request) -> Response:
+        # Labels arriving later (feedback.py): written on a thread of their own, never through
+        # the predict path or its log queue.
+        return await feedback.handle(request)
 
     @app.post("/predict")
     async def predict(request: Request) -> Response:

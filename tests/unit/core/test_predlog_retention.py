@@ -19,7 +19,7 @@ from pipeline.cli import app
 from pipeline.core import predlog
 from pipeline.core.config import ConfigError, load_params
 from pipeline.core.predlog import sqlite as sqlite_store
-from tests.conftest import REPO_ROOT
+from tests.conftest import DEMO_PARAMS, demo_params_text
 from tests.predlog_support import AGES, DAY, KEPT, log_row, write_ages
 
 pytestmark = pytest.mark.unit
@@ -92,6 +92,8 @@ def test_prune_deletes_the_labels_of_pruned_rows(
     _log(path)
     conn = sqlite3.connect(path)
     with conn:
+        # A table made by hand before the label store had its own (which opening the log creates).
+        conn.execute(f"DROP TABLE {predlog.LABELS_TABLE}")
         conn.execute(ddl)
         conn.executemany(f"INSERT INTO labels VALUES ({', '.join('?' * len(rows[0]))})", rows)
     conn.close()
@@ -106,6 +108,7 @@ def test_a_labels_table_prune_cannot_match_is_reported(tmp_path: Path) -> None:
     _log(path)
     conn = sqlite3.connect(path)
     with conn:
+        conn.execute(f"DROP TABLE {predlog.LABELS_TABLE}")
         conn.execute("CREATE TABLE labels (person TEXT, employed INTEGER)")
         conn.execute("INSERT INTO labels VALUES ('x', 1)")
     conn.close()
@@ -139,7 +142,7 @@ def test_a_pruned_store_clamps_readers_that_pass_no_retention(tmp_path: Path) ->
 
 
 def _params_with(tmp_path: Path, days: object) -> Path:
-    raw = yaml.safe_load((REPO_ROOT / "params.yaml").read_text(encoding="utf-8"))
+    raw = yaml.safe_load(demo_params_text())
     raw["serve"]["log"]["retention_days"] = days
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(raw), encoding="utf-8")
@@ -153,7 +156,7 @@ def test_a_bad_retention_is_a_params_error_naming_the_key(tmp_path: Path, days: 
 
 
 def test_the_default_retention_is_documented_and_positive() -> None:
-    assert load_params(REPO_ROOT / "params.yaml").serve.log.retention_days == 90
+    assert load_params(DEMO_PARAMS).serve.log.retention_days == 90
 
 
 def test_cli_prune_prints_count_and_cutoff(tmp_path: Path) -> None:
@@ -161,7 +164,7 @@ def test_cli_prune_prints_count_and_cutoff(tmp_path: Path) -> None:
     now = time.time()
     _log(path, now=now, ages={"new": 1.0, "old": 200.0})
     before = _dump(path)
-    base = ["log", "prune", "--params", str(REPO_ROOT / "params.yaml"), "--log-url", str(path)]
+    base = ["log", "prune", "--params", str(DEMO_PARAMS), "--log-url", str(path)]
     dry = CliRunner().invoke(app, [*base, "--dry-run"])
     assert dry.exit_code == 0, dry.output
     assert "would remove 1 prediction rows older than" in dry.output
@@ -187,9 +190,7 @@ def test_cli_prune_refuses_a_bad_retention_and_changes_nothing(tmp_path: Path) -
 
 def test_cli_prune_of_a_missing_log_is_one_line_and_creates_nothing(tmp_path: Path) -> None:
     path = tmp_path / "absent.db"
-    result = CliRunner().invoke(
-        app, ["log", "prune", "--params", str(REPO_ROOT / "params.yaml"), "--log-url", str(path)]
-    )
+    result = CliRunner().invoke(app, ["log", "prune", "--params", str(DEMO_PARAMS), "--log-url", str(path)])
     assert result.exit_code == 2
     assert "prediction log not found" in result.output
     assert len(result.output.strip().splitlines()) == 1
@@ -218,7 +219,7 @@ def test_an_unreachable_postgres_log_is_one_line_without_the_password(tmp_path: 
         port = sock.getsockname()[1]
     # Nothing listens on the port once the socket is closed: the connection is refused at once.
     url = f"postgresql://logger:s3cr3t@127.0.0.1:{port}/predictions"
-    result = CliRunner().invoke(app, ["log", "prune", "--params", str(REPO_ROOT / "params.yaml"), "--log-url", url])
+    result = CliRunner().invoke(app, ["log", "prune", "--params", str(DEMO_PARAMS), "--log-url", url])
     assert result.exit_code == 2
     assert "cannot connect to the prediction log database" in result.output
     assert len(result.output.strip().splitlines()) == 1
