@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +24,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 SUITE_NAME = "raw_data"
+FIXED_RUN_TIME = datetime(2000, 1, 1, tzinfo=UTC)
 # The dtypes a column may arrive in, after io.read_table has made nullable extension dtypes
 # plain: a whole-number column with a missing value is float64 (numpy has no missing int), a
 # boolean one object.
@@ -77,7 +80,8 @@ class ValidationOutcome:
 
 
 def expected_columns(params: Params) -> list[str]:
-    return [params.base.id_column, *params.data.columns, params.base.target, *params.data.metadata_columns]
+    data = params.data
+    return [params.base.id_column, *data.columns, params.base.target, *data.metadata_columns, *data.ignored]
 
 
 def build_suite(*, params: Params, name: str = SUITE_NAME, with_target: bool = True) -> ExpectationSuite:
@@ -93,7 +97,11 @@ def build_suite(*, params: Params, name: str = SUITE_NAME, with_target: bool = T
     add = suite.add_expectation
     add(gxe.ExpectTableColumnsToMatchSet(column_set=columns, exact_match=True))
     add(gxe.ExpectTableRowCountToBeBetween(min_value=params.validation.min_rows, max_value=params.validation.max_rows))
-    nullable = {c for c, s in data.numeric.items() if s.nullable} | {c for c, s in data.categorical.items() if s.nullable}
+    nullable = {c for c, s in data.numeric.items() if s.nullable} | {
+        c for c, s in data.categorical.items() if s.nullable
+    }
+    # Metadata (a period, a date) and ignored columns are carried, not judged: nulls are fine there.
+    nullable |= {*data.metadata_columns, *data.ignored}
     for col in columns:
         if col not in nullable:
             add(gxe.ExpectColumnValuesToNotBeNull(column=col))
@@ -157,6 +165,7 @@ def run_suite(
     """
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     import great_expectations as gx
+    from great_expectations.core.run_identifier import RunIdentifier
 
     ctx = gx.get_context(mode="ephemeral")
     batch = ctx.data_sources.add_pandas("raw").add_dataframe_asset("table").add_batch_definition_whole_dataframe("all")
@@ -184,7 +193,10 @@ def run_suite(
             result_format={"result_format": "SUMMARY", "partial_unexpected_count": params.validation.example_values},
         )
     )
-    result = checkpoint.run(batch_parameters={"dataframe": frame})
+    # A fixed run identity: Data Docs name folders and stamp pages with it, and the report is a
+    # DVC output, so a rerun on the same data must write the same bytes.
+    run_id = RunIdentifier(run_name=SUITE_NAME, run_time=FIXED_RUN_TIME)
+    result = checkpoint.run(batch_parameters={"dataframe": frame}, run_id=run_id)
     failures: list[Failure] = []
     evaluated = 0
     for run in result.run_results.values():
@@ -247,6 +259,27 @@ def render_markdown(outcome: ValidationOutcome, *, source: str) -> str:
     return "\n".join(lines)
 
 
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_STAMP = re.compile(r"\?d=\d{8}T\d{6}\.\d{6}Z")
+_TIME = re.compile(r"\d{8}T\d{6}\.\d{6}Z")
+
+
+def _numbered(text: str) -> str:
+    ids: dict[str, str] = {}
+    return _UUID.sub(lambda m: ids.setdefault(m[0], f"block-{len(ids) + 1}"), text)
+
+
+def canonical_docs(docs_dir: Path) -> None:
+    """Data Docs pages carry a random id per collapsible block, a build time in an image URL and
+    the batch's load time; ids are numbered in order and times set to the fixed run time, so the
+    same data gives the same report bytes.
+    """
+    fixed = FIXED_RUN_TIME.strftime("%Y%m%dT%H%M%S.%fZ")
+    for page in sorted(docs_dir.rglob("*.html")):
+        text = _STAMP.sub("", _numbered(page.read_text(encoding="utf-8")))
+        page.write_text(_TIME.sub(fixed, text), encoding="utf-8")
+
+
 class ValidationFailed(RuntimeError):
     """The data broke the suite; the message lists every failed expectation."""
 
@@ -259,6 +292,7 @@ def main(*, params: Params, source: Path | None = None) -> ValidationOutcome:
     out_dir = params.paths.reports / "validation"
     frame = io.read_table(source)
     outcome = run_suite(frame=frame, params=params, docs_dir=out_dir / "data_docs")
+    canonical_docs(out_dir / "data_docs")
     io.write_json({"source": str(source), **outcome.as_dict()}, out_dir / "validation.json")
     io.write_text(render_markdown(outcome, source=str(source)), out_dir / "validation.md")
     if not outcome.success:
