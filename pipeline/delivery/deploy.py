@@ -67,7 +67,7 @@ class Desired:
 
     env: str
     name: str
-    champion: str
+    champion: str | None
     challenger: str | None
     strategy: str
     traffic_share: str
@@ -114,7 +114,7 @@ def desired_state(*, manifest: Manifest, env: str) -> Desired:
     return Desired(
         env=env,
         name=manifest.model,
-        champion=str(manifest.champion),
+        champion=None if manifest.champion is None else str(manifest.champion),
         challenger=None if manifest.challenger is None else str(manifest.challenger),
         strategy=manifest.strategy,
         traffic_share=repr(float(manifest.traffic_share)),

@@ -79,8 +79,10 @@ class GuardrailOverrides(_Strict):
 
 class Manifest(_Strict):
     model: str = Field(min_length=1)
-    # StrictInt: YAML `true` or "1" would otherwise pass as version 1.
-    champion: StrictInt = Field(ge=1)
+    # StrictInt: YAML `true` or "1" would otherwise pass as version 1. None: nothing deployed yet
+    # (a new registry; written as `champion: null`, never left out); the first `deploy propose`
+    # makes its version the champion.
+    champion: StrictInt | None = Field(ge=1)
     champion_sha256: Sha256 | None = None
     challenger: StrictInt | None = Field(default=None, ge=1)
     challenger_sha256: Sha256 | None = None
@@ -92,6 +94,10 @@ class Manifest(_Strict):
     def _consistent(self) -> Manifest:
         if self.challenger is None and self.challenger_sha256 is not None:
             raise ValueError(ERR_PIN_WITHOUT_VERSION)
+        if self.champion is None and self.champion_sha256 is not None:
+            raise ValueError("champion_sha256 needs a champion version")
+        if self.champion is None and self.strategy != "none":
+            raise ValueError(f"strategy {self.strategy} needs a champion to compare the challenger with")
         if self.strategy == "none":
             if self.challenger is not None:
                 raise ValueError("a challenger needs strategy shadow or canary (with none it would get no traffic)")
@@ -214,12 +220,13 @@ def propose(*, manifest: Manifest, version: int, strategy: str, share: float, sh
     to `sha256` (without one, to the pin the manifest already holds for that version, if any).
 
     A version that already is the champion changes nothing but a missing pin, so reruns of the
-    workflow are no-ops.
+    workflow are no-ops. With nothing deployed yet there is nothing to compare a canary or shadow
+    with: the first version becomes the champion outright.
     """
     pin = sha256 or manifest.pins().get(version)
     if version == manifest.champion:
         return manifest if pin is None else Manifest.model_validate({**manifest.model_dump(), "champion_sha256": pin})
-    if strategy == "none":
+    if strategy == "none" or manifest.champion is None:
         update: dict[str, Any] = {
             "champion": version,
             "champion_sha256": pin,

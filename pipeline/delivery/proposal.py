@@ -64,7 +64,7 @@ def propose_version(
     updated = Manifest.model_validate(
         {
             **updated.model_dump(),
-            "champion_sha256": pins.get(updated.champion),
+            "champion_sha256": None if updated.champion is None else pins.get(updated.champion),
             "challenger_sha256": None if updated.challenger is None else pins.get(updated.challenger),
         }
     )

@@ -154,3 +154,29 @@ def test_service_smoke_problems() -> None:
         "answered by version(s) ['1'], expected ['2']",
         "a score is missing or outside [0, 1]",
     ]
+
+
+def test_a_new_registry_starts_with_an_empty_manifest(params: Params) -> None:
+    manifest = _parse(params, champion=None)
+    assert manifest.champion is None
+    desired = deploy.desired_state(manifest=manifest, env="staging")
+    # An alias left from an earlier deployment goes: the manifest says nothing is deployed.
+    changes = deploy.plan(desired=desired, aliases={"staging-champion": "3"}, tags={})
+    assert [(c.key, c.new) for c in changes if c.kind == "alias"] == [("staging-champion", None)]
+    first = manifests.propose(manifest=manifest, version=1, strategy="canary", share=0.2)
+    # Nothing to compare a canary with: the first version becomes the champion outright.
+    assert (first.champion, first.challenger, first.strategy) == (1, None, "none")
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"champion": None, "challenger": 2, "strategy": "shadow"}, "needs a champion"),
+        ({"champion": None, "champion_sha256": "a" * 64}, "champion_sha256"),
+    ],
+)
+def test_an_empty_manifest_refuses_what_needs_a_champion(
+    params: Params, fields: dict[str, object], message: str
+) -> None:
+    with pytest.raises(manifests.DeployError, match=message):
+        _parse(params, **fields)
