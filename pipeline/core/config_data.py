@@ -93,6 +93,9 @@ class DataSection(_Frozen):
     # Declared (so validated, logged and grouped for fairness and drift) but never fed to the
     # model: the usual way to audit a sensitive attribute the model must not use.
     audit_only: tuple[str, ...] = ()
+    # Columns the table holds that the project leaves out (free text, constant, too many values):
+    # validation accepts them and the model frame drops them, so the table needs no rewrite.
+    ignored: tuple[str, ...] = ()
     source: SourceSection | None = None
 
     @field_validator("categorical", mode="before")
@@ -113,6 +116,9 @@ class DataSection(_Frozen):
             raise ValueError(
                 f"audit_only names undeclared columns {unknown}: declare them under numeric or categorical"
             )
+        also = sorted(set(self.ignored) & (set(self.columns) | set(self.metadata_columns)))
+        if also:
+            raise ValueError(f"ignored names columns that are also declared: {also}")
         if self.features == ():
             raise ValueError("no model input left: every declared column is audit_only")
         return self

@@ -38,6 +38,7 @@ def column_problems(params: Params) -> list[str]:
         if c not in params.fairness.groups
     ]
     reserved = {"base.target": params.base.target, "base.id_column": params.base.id_column}
+    problems += [f"data.ignored: {column!r} is {key}" for key, column in reserved.items() if column in data.ignored]
     problems += [
         f"{key}: {column!r} is also declared under {where}"
         for key, column in reserved.items()

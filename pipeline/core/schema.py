@@ -69,9 +69,9 @@ def numbers(values: pd.Series) -> pd.Series:
 
 
 def conform(frame: pd.DataFrame, params: Params, *, with_target: bool = True) -> pd.DataFrame:
-    """The canonical frame; columns params do not declare (id, metadata) pass through as they are."""
+    """The canonical frame; the id and metadata columns pass through as they are, ignored ones go."""
     data = params.data
-    out = frame.copy()
+    out = frame.drop(columns=[c for c in data.ignored if c in frame.columns])
     for col in data.numeric:
         if col in out:
             out[col] = numbers(out[col])
