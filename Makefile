@@ -83,9 +83,10 @@ gate: env
 report: env
 	$(BIN)/pipeline report --out reports/pr_report.md --base "$(BASE)"
 
-# Drift workflow, one target per step. DRIFT_CURRENT is the production batch to check (the
-# workflow may set it from a repository variable); the reports land in params drift.out_dir.
-DRIFT_CURRENT ?= data/production/2018_features.parquet
+# Drift workflow, one target per step. The batch checked is the newest period in params
+# retrain.production_dir unless DRIFT_CURRENT names a file (the workflow may set it from a
+# repository variable); the reports land in params drift.out_dir.
+DRIFT_CURRENT ?=
 .PHONY: drift-preflight drift-check retrain drift-alert demo
 
 drift-preflight: env
@@ -94,7 +95,7 @@ drift-preflight: env
 # The step outputs drift and verdict carry the result, so any verdict exits 0: a failed step
 # then always means bad input or an error (exit 2), never a finding.
 drift-check: env
-	$(BIN)/pipeline drift --current "$(DRIFT_CURRENT)" --exit-zero-on-verdict
+	$(BIN)/pipeline drift $(if $(strip $(DRIFT_CURRENT)),--current "$(strip $(DRIFT_CURRENT))") --exit-zero-on-verdict
 
 # The step output status is ready (PR body written) or refused (too few labelled rows, exit 0:
 # the alert job takes over); a failed pipeline exits 1, bad input 2.

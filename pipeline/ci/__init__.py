@@ -9,7 +9,7 @@ import lazy_loader
 
 __getattr__, __dir__, __all__ = lazy_loader.attach(
     __name__,
-    submodules=["champion", "gate", "local", "report"],
+    submodules=["champion", "floors", "gate", "local", "report"],
     submod_attrs={
         "gate": ["GateFailed", "GateInputError"],
         "champion": ["ChampionError"],

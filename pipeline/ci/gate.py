@@ -2,17 +2,30 @@
 rows, with the same metric code; numbers stored by an older run are never trusted.
 
 The champion is production's (named by the deploy manifest) when there is one, else the base
-branch's model file (see pipeline.ci.champion). No champion at all is the first-model case.
+branch's model file (see pipeline.ci.champion). No champion at all is the first-model case. A
+champion fitted on other input columns (a retargeted fork's first pull request) cannot score the
+candidate's holdout: params gate.incomparable_champion then judges the candidate on the absolute
+floors alone (`floors`) or refuses it (`fail`).
 """
 
 from __future__ import annotations
 
 import logging
-import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pipeline.ci.floors import (
+    EPSILON,
+    RULES,
+    VALIDATION_REPORT,
+    floor_checks,
+    incomparable_line,
+    model_features,
+    number,
+    schema_difference,
+)
 from pipeline.core.config import GateSection, Params
 
 if TYPE_CHECKING:
@@ -22,8 +35,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 GATE_REPORT = "gate.json"
-# Float noise from a JSON round trip must not turn "exactly at the limit" into a failure.
-EPSILON = 1e-9
 
 
 class GateFailed(RuntimeError):
@@ -36,28 +47,28 @@ class GateInputError(ValueError):
 
 @dataclass(frozen=True)
 class Champion:
-    """Where the champion came from, and the model itself (None: the first-model case)."""
+    """Where the champion came from, the model itself (None: the first-model case) and the input
+    columns it was fitted on (None: the model does not record them).
+    """
 
     model: Pipeline | None
     source: dict[str, Any]
+    features: tuple[str, ...] | None = None
 
 
-def _number(value: Any) -> float | None:
-    # Reports store NaN as null; both mean "not measurable" (e.g. a group without positives).
-    if value is None:
-        return None
-    value = float(value)
-    return None if math.isnan(value) else value
+def evaluate_model(
+    *, model: Pipeline, test: pd.DataFrame, params: Params, features: Sequence[str] | None = None
+) -> dict[str, Any]:
+    """Metrics and fairness of one model on the given rows, with the pipeline's own functions.
 
-
-def evaluate_model(*, model: Pipeline, test: pd.DataFrame, params: Params) -> dict[str, Any]:
-    """Metrics and fairness of one model on the given rows, with the pipeline's own functions."""
+    `features`: the model's own column order when it differs from params data.features.
+    """
     from pipeline.core.groups import sensitive_frame
     from pipeline.stages.evaluate import classification_metrics
     from pipeline.stages.fairness import assess
 
     y_true = test[params.base.target].to_numpy()
-    proba = model.predict_proba(test[list(params.data.features)])[:, 1]
+    proba = model.predict_proba(test[list(features or params.data.features)])[:, 1]
     metrics = classification_metrics(y_true=y_true, proba=proba, threshold=params.evaluate.threshold)
     y_pred = (proba >= params.evaluate.threshold).astype(int)
     sensitive = sensitive_frame(frame=test, groups=params.fairness.groups)
@@ -79,7 +90,14 @@ def _check(kind: str, name: str, candidate: float, champion: float, limit: float
 
 
 def decide(
-    *, candidate: dict[str, Any], champion: dict[str, Any] | None, primary_metric: str, section: GateSection
+    *,
+    candidate: dict[str, Any],
+    champion: dict[str, Any] | None,
+    primary_metric: str,
+    section: GateSection,
+    min_recall: float | None = None,
+    validation_passed: bool | None = None,
+    incomparable: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Pure: the verdict from two evaluations (see evaluate_model) and the gate thresholds.
 
@@ -87,15 +105,37 @@ def decide(
     more than primary_margin below the champion's; no class's recall drops by more than
     max_recall_drop; no judged fairness difference (threshold not null) rises by more than
     max_fairness_increase.
+
+    Without a champion to compare with (none, or `incomparable`: its features differ) only the
+    absolute checks judge: data validation, the fairness thresholds and, given `min_recall`, each
+    class's recall floor; an incomparable champion under gate.incomparable_champion `fail` refuses.
     """
     own = [f"candidate fairness: {b}" for b in candidate["fairness"]["breaches"]]
+    if validation_passed is False:
+        own.insert(0, f"data validation failed ({VALIDATION_REPORT.as_posix()} in the reports folder)")
     if champion is None:
+        floors = [] if min_recall is None else floor_checks(candidate=candidate, min_recall=min_recall)
+        own += [c["reason"] for c in floors if not c["passed"]]
+        if incomparable is None:
+            return {
+                "passed": not own,
+                "first_model": True,
+                "summary": "first model: no champion to compare with; judged on its own checks",
+                "reasons": own,
+                "checks": floors,
+            }
+        line = f"{incomparable_line(incomparable)}; {RULES[section.incomparable_champion]}"
+        if section.incomparable_champion == "floors":
+            summary, reasons = line, own
+        else:
+            summary, reasons = "refused: no comparable champion to judge the candidate against", [line, *own]
         return {
-            "passed": not own,
-            "first_model": True,
-            "summary": "first model: no champion to compare with; judged on its own checks",
-            "reasons": own,
-            "checks": [],
+            "passed": not reasons,
+            "first_model": False,
+            "incomparable": incomparable,
+            "summary": summary,
+            "reasons": reasons,
+            "checks": floors,
         }
     checks = []
     cand, champ = float(candidate["metrics"][primary_metric]), float(champion["metrics"][primary_metric])
@@ -166,7 +206,8 @@ def find_champion(*, params: Params, champion_model: Path | None) -> Champion:
         manifest = manifests.load_manifest(params=params, env=params.gate.champion_env) if path.is_file() else None
     except manifests.DeployError as exc:
         raise GateInputError(f"gate.champion_env: {exc}") from exc
-    if manifest is not None:
+    # A manifest with `champion: null` (a new registry) has nothing deployed: like no manifest.
+    if manifest is not None and manifest.champion is not None:
         from pipeline.delivery import artifacts, registry_client
 
         name, version = manifest.model, str(manifest.champion)
@@ -180,7 +221,9 @@ def find_champion(*, params: Params, champion_model: Path | None) -> Champion:
             logger.warning("champion from %s unavailable (%s): using %s", path, exc, champion_model)
             fallback = f"production champion {name} version {version} unavailable ({exc})"
         else:
-            return Champion(loaded.model, {"kind": "registry", "name": name, "version": version, "manifest": path})
+            features = model_features(loaded.model) or tuple(loaded.signature_columns) or None
+            source = {"kind": "registry", "name": name, "version": version, "manifest": path}
+            return Champion(loaded.model, source, features)
     else:
         fallback = None
     note = {"note": fallback} if fallback else {}
@@ -194,7 +237,9 @@ def find_champion(*, params: Params, champion_model: Path | None) -> Champion:
     # A missing file without a "none" marker is an error: a wrong path must never pass as a first model.
     model = io.load_model(champion_model)
     return Champion(
-        model, {"kind": "file", "path": champion_model, **({"rev": marker.get("rev")} if marker else {}), **note}
+        model,
+        {"kind": "file", "path": champion_model, **({"rev": marker.get("rev")} if marker else {}), **note},
+        model_features(model),
     )
 
 
@@ -214,7 +259,7 @@ def _summary(evaluation: dict[str, Any]) -> dict[str, Any]:
 
 
 def _difference(evaluation: dict[str, Any], feature: str, metric: str) -> float | None:
-    return _number(evaluation["fairness"]["features"].get(feature, {}).get("differences", {}).get(metric))
+    return number(evaluation["fairness"]["features"].get(feature, {}).get("differences", {}).get(metric))
 
 
 def _deltas(candidate: dict[str, Any], champion: dict[str, Any] | None, primary_metric: str) -> dict[str, Any]:
@@ -236,6 +281,40 @@ def _deltas(candidate: dict[str, Any], champion: dict[str, Any] | None, primary_
     }
 
 
+def _validation_passed(path: Path) -> bool | None:
+    """The validate stage's verdict; None when it has not run (the gate can run on its own)."""
+    from pipeline.core import io
+
+    if not path.is_file():
+        return None
+    data = io.read_json(path)
+    if not isinstance(data, dict) or not isinstance(data.get("success"), bool):
+        raise GateInputError(f"{path}: holds no boolean `success`; rerun the validate stage")
+    return data["success"]
+
+
+def _score_champion(
+    *, champion: Champion, test: pd.DataFrame, params: Params
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """(the champion's evaluation, why it is incomparable): at most one of the two is set."""
+    if champion.model is None:
+        return None, None
+    if champion.features is not None:
+        difference = schema_difference(champion=champion.features, candidate=params.data.features)
+        if difference is not None:
+            logger.warning("%s", incomparable_line(difference))
+            return None, difference
+    try:
+        return evaluate_model(model=champion.model, test=test, params=params, features=champion.features), None
+    except (ValueError, KeyError) as exc:
+        if champion.features is not None:
+            raise  # same columns, so the failure is not the schema's: let it show
+        # A model that never recorded its columns: its refusal of these rows is the only sign.
+        incomparable = {"error": str(exc).splitlines()[0] if str(exc) else type(exc).__name__}
+        logger.warning("%s", incomparable_line(incomparable))
+        return None, incomparable
+
+
 def run(*, params: Params, champion_model: Path | None) -> dict[str, Any]:
     """Score candidate and champion on the candidate's test split, decide, write gate.json."""
     from pipeline.core import io
@@ -244,9 +323,18 @@ def run(*, params: Params, champion_model: Path | None) -> dict[str, Any]:
     candidate_model = io.load_model(params.paths.model)
     champion = find_champion(params=params, champion_model=champion_model)
     candidate = evaluate_model(model=candidate_model, test=test, params=params)
-    champion_eval = None if champion.model is None else evaluate_model(model=champion.model, test=test, params=params)
+    champion_eval, incomparable = _score_champion(champion=champion, test=test, params=params)
     primary = params.train.primary_metric
-    decision = decide(candidate=candidate, champion=champion_eval, primary_metric=primary, section=params.gate)
+    validation = params.paths.reports / VALIDATION_REPORT
+    decision = decide(
+        candidate=candidate,
+        champion=champion_eval,
+        primary_metric=primary,
+        section=params.gate,
+        min_recall=params.evaluate.min_recall.per_class,
+        validation_passed=_validation_passed(validation),
+        incomparable=incomparable,
+    )
     report = {
         **decision,
         "primary_metric": primary,

@@ -51,7 +51,13 @@ def _verdict(inputs: dict[str, Any]) -> list[str]:
         lines = ["## Verdict: gate NOT RUN", "", "No reports/gate.json: the gate did not run or stopped early."]
     else:
         word = "PASSED" if gate["passed"] else "FAILED"
-        kind = " (first model)" if gate.get("first_model") else ""
+        kind = (
+            " (first model)"
+            if gate.get("first_model")
+            else " (no comparable champion)"
+            if gate.get("incomparable")
+            else ""
+        )
         lines = [f"## Verdict: gate {word}{kind}", "", gate.get("summary", "")]
         if gate["reasons"]:
             lines += ["", *[f"- {r}" for r in gate["reasons"]]]
@@ -78,13 +84,13 @@ def _gate_section(gate: dict[str, Any] | None) -> list[str]:
         "file": f"model of base {source.get('rev', '')} ({source.get('path')})".replace(" ()", ""),
         "none": f"none: {source.get('detail', '')}",
     }.get(source.get("kind", "none"), str(source))
-    lines = [
-        "## Candidate vs champion",
-        "",
-        f"Champion: {where}. Both scored on the candidate's holdout "
-        f"({gate.get('holdout', {}).get('rows', 'n/a')} rows).",
-        "",
-    ]
+    rows = gate.get("holdout", {}).get("rows", "n/a")
+    scored = (
+        f"Not compared (see the verdict above): the candidate alone was scored on its holdout ({rows} rows)."
+        if gate.get("incomparable")
+        else f"Both scored on the candidate's holdout ({rows} rows)."
+    )
+    lines = ["## Candidate vs champion", "", f"Champion: {where}. {scored}", ""]
     if not gate["checks"]:
         return lines
     lines += ["| check | candidate | champion | delta | limit | result |", "|---|---:|---:|---:|---:|---|"]

@@ -19,7 +19,7 @@ def demo(
         "reports/demo"
     ),
     rows_per_slice: Annotated[
-        int, typer.Option("--rows-per-slice", help="Requests per monthly slice (12 slices a year).")
+        int, typer.Option("--rows-per-slice", help="Requests per monthly slice (12 slices a production period).")
     ] = 400,
     sample_rows: Annotated[
         int, typer.Option("--sample-rows", help="Training sample (params data.sample_rows of the copy; 0 = all).")

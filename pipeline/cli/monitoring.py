@@ -23,7 +23,12 @@ TokenEnvOpt = Annotated[str, typer.Option("--token-env", help="Environment varia
 def drift(
     *,
     current: Annotated[
-        Path | None, typer.Option("--current", help="Production batch (parquet or CSV); or use --log-url.")
+        Path | None,
+        typer.Option(
+            "--current",
+            help="Production batch (parquet or CSV); or use --log-url. Default: the newest "
+            "<period>_features.parquet in params retrain.production_dir.",
+        ),
     ] = None,
     reference: Annotated[
         Path | None, typer.Option("--reference", help="Reference data (default: params data.raw).")
@@ -64,13 +69,19 @@ def drift(
     """Compare a production batch with the reference: exit 0 no drift, 1 drift or data quality (features missing or infinite beyond the reference's share), 2 not enough data or bad input."""
     from pipeline.core.config import load_params
     from pipeline.monitoring.drift import EXIT_CODES, NOT_ENOUGH_DATA, DriftInputError, run
+    from pipeline.monitoring.drift.check import default_batch
     from pipeline.monitoring.drift.report import one_line
 
     verbose()
     refusals: tuple[type[Exception], ...] = (*known_errors(), DriftInputError)
     try:
+        config = load_params(params)
+        # Predictions belong to one batch: with --predictions the batch must be named, not guessed.
+        if current is None and log_url is None and predictions is None:
+            current = default_batch(params=config)
+            typer.echo(f"current batch: {current} (newest in params retrain.production_dir)")
         summary = run(
-            params=load_params(params),
+            params=config,
             current_path=current,
             reference_path=reference,
             predictions_path=predictions,

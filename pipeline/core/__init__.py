@@ -1,6 +1,6 @@
 """What every loop shares: the typed params and their comment-preserving edits, file formats,
-sensitive groups, MLflow set-up, subprocess tools and the prediction-log store. Imports nothing
-else from the package.
+sensitive groups, production periods on disk, MLflow set-up, subprocess tools and the
+prediction-log store. Imports nothing else from the package.
 
 Names load on first use, so importing one module never pulls in every library.
 """
@@ -9,7 +9,7 @@ import lazy_loader
 
 __getattr__, __dir__, __all__ = lazy_loader.attach(
     __name__,
-    submodules=["config", "groups", "io", "params_edit", "predlog", "redact", "runner", "tracking"],
+    submodules=["config", "groups", "io", "params_edit", "periods", "predlog", "redact", "runner", "tracking"],
     submod_attrs={
         "config": ["ConfigError", "Params", "load_params"],
         "io": [

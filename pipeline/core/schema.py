@@ -68,16 +68,22 @@ def numbers(values: pd.Series) -> pd.Series:
         raise SchemaError(f"column {values.name!r}: not numeric ({exc})") from exc
 
 
-def conform(frame: pd.DataFrame, params: Params, *, with_target: bool = True) -> pd.DataFrame:
-    """The canonical frame; the id and metadata columns pass through as they are, ignored ones go."""
-    data = params.data
-    out = frame.drop(columns=[c for c in data.ignored if c in frame.columns])
-    for col in data.numeric:
-        if col in out:
-            out[col] = numbers(out[col])
+def conform_codes(frame: pd.DataFrame, data: DataSection) -> pd.DataFrame:
+    """Only the categorical columns as text codes: for checks that judge numeric dtypes themselves."""
+    out = frame.copy()
     for col, spec in data.categorical.items():
         if col in out:
             out[col] = codes(out[col], spec)
+    return out
+
+
+def conform(frame: pd.DataFrame, params: Params, *, with_target: bool = True) -> pd.DataFrame:
+    """The canonical frame; the id and metadata columns pass through as they are, ignored ones go."""
+    data = params.data
+    out = conform_codes(frame.drop(columns=[c for c in data.ignored if c in frame.columns]), data)
+    for col in data.numeric:
+        if col in out:
+            out[col] = numbers(out[col])
     target = params.base.target
     if with_target and target in out:
         out[target] = target_binary(out[target], params.base)

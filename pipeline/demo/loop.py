@@ -1,4 +1,6 @@
-"""The demo's loop: a 2015 model, 2016-2018 traffic with labels a quarter late, drift, retrain, CI, canary, promote."""
+"""The demo's loop: a model of the reference data, then the labelled production periods replayed as
+traffic with labels a quarter late, simulated drift, retrain, CI, canary, promote.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.core.config import Params
+from pipeline.core.periods import LABELS_SUFFIX, PATTERN, Period, periods_in
 from pipeline.demo.service import ENV, InProcessService
 from pipeline.demo.timeline import (
     QUARTER,
@@ -24,9 +27,12 @@ from pipeline.demo.timeline import (
     Event,
     check_line,
     condense,
+    later_period,
     monthly_slices,
     period_name,
+    period_value,
     plot_data,
+    reference_label,
     render_timeline,
     report_markdown,
 )
@@ -34,16 +40,21 @@ from pipeline.demo.workspace import ERR_STEP, DemoError, commit, copy_template, 
 
 logger = logging.getLogger(__name__)
 
-# Real years first, then this many quarters at most of simulated drift before giving up.
+# Real periods first, then this many quarters at most of simulated drift before giving up.
 MAX_DRIFT_QUARTERS = 4
 # The canary judges p99 latency: few requests in flight, so latency is service time, not queueing.
 CANARY_CONCURRENCY = 8
 # Canary requests as a multiple of what gives the challenger its minimum number of requests.
 CANARY_TRAFFIC_FACTOR = 2.5
-REAL_YEARS = ("2016", "2017", "2018")
+# The newest this many labelled production periods are replayed, twelve monthly slices each.
+REAL_PERIODS = 3
 RETRAIN_BRANCH = "retrain/drift"
 
-ERR_NO_BATCH = "{path}: production batch not found; the demo replays data/production/<year>_features/_labels"
+ERR_TOO_FEW_PERIODS = (
+    "{path}: the demo replays {needed} labelled production periods ({pattern} with its {labels} file), "
+    "found {found}{names}"
+)
+ERR_PERIOD_COLUMN = "{path}: lacks params drift.performance.period_column {column!r}, which the demo's checks group by"
 ERR_ROWS = "--rows-per-slice must be at least {minimum} (a quarter must reach params drift.min_rows), not {rows}"
 ERR_NEVER_FIRED = "the simulated drift never made the check fire in {quarters} quarters"
 
@@ -106,11 +117,11 @@ def _quarter_check(loop: Loop, *, quarter: str, simulated: bool, reference_score
     log = predlog.read_log(url=str(loop.log_path), env=ENV)
     answered = sample.answers(log=log, id_column=params.base.id_column, features=params.data.features)
     window = answered[answered[params.base.id_column].isin(ids)]
-    # The period column lets the performance check judge each year on its own.
+    # The period column lets the performance check judge each period on its own.
     period = params.drift.performance.period_column
-    years = pd.concat([rows[[params.base.id_column, period]] for _, rows in loop.sent[-2 * QUARTER :]])
+    periods = pd.concat([rows[[params.base.id_column, period]] for _, rows in loop.sent[-2 * QUARTER :]])
     window = window.assign(**{params.base.id_column: window[params.base.id_column].astype("int64")})
-    window = window.merge(years, on=params.base.id_column, how="left")
+    window = window.merge(periods, on=params.base.id_column, how="left")
     check_dir = loop.out_dir / "checks" / quarter
     current = check_dir / "current.parquet"
     io.write_table(window, current)
@@ -154,6 +165,23 @@ def _drifted_month(loop: Loop, *, base: pd.DataFrame, rows: int, seed: int) -> p
         ranges=spec.concept.ranges,
         seed=seed,
     )
+
+
+def real_periods(*, directory: Path, needed: int = REAL_PERIODS) -> list[Period]:
+    """The newest `needed` labelled periods of the production folder, oldest first (name order)."""
+    labelled = [p for p in periods_in(directory) if p.labels is not None]
+    if len(labelled) < needed:
+        raise DemoError(
+            ERR_TOO_FEW_PERIODS.format(
+                path=directory,
+                needed=needed,
+                pattern=PATTERN,
+                labels=f"<period>{LABELS_SUFFIX}.parquet",
+                found=len(labelled),
+                names=f": {', '.join(p.name for p in labelled)}" if labelled else "",
+            )
+        )
+    return labelled[-needed:]
 
 
 def _plots(*, checks: Sequence[Check], out_dir: Path) -> dict[str, str]:
@@ -202,14 +230,15 @@ def run(
     minimum = -(-params.drift.min_rows // QUARTER)
     if rows_per_slice < minimum:
         raise DemoError(ERR_ROWS.format(minimum=minimum, rows=rows_per_slice))
+    period = params.drift.performance.period_column
     batches = {}
-    for year in REAL_YEARS:
-        features = source / "data" / "production" / f"{year}_features.parquet"
-        labels = source / "data" / "production" / f"{year}_labels.parquet"
-        for path in (features, labels):
-            if not path.is_file():
-                raise DemoError(ERR_NO_BATCH.format(path=path))
-        batches[year] = io.read_table(features).merge(io.read_table(labels), on=params.base.id_column)
+    for real in real_periods(directory=source / params.retrain.production_dir):
+        assert real.labels is not None  # real_periods keeps labelled periods only
+        batch = io.read_table(real.features).merge(io.read_table(real.labels), on=params.base.id_column)
+        if period not in batch.columns:
+            raise DemoError(ERR_PERIOD_COLUMN.format(path=real.features, column=period))
+        batches[real.name] = batch
+    names = list(batches)
     out_dir = out_dir.resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     repo = (workdir or Path(tempfile.mkdtemp(prefix="pipeline-demo-"))).resolve()
@@ -218,7 +247,7 @@ def run(
         os.environ.setdefault(key, value)
     os.environ.pop("MLFLOW_TRACKING_URI", None)
     os.environ.pop("PREDICTION_LOG_URL", None)
-    copy_template(source=source, dest=repo, sample_rows=sample_rows)
+    copy_template(source=source, dest=repo, sample_rows=sample_rows, skip=params.retrain.production_dir)
     started = time.monotonic()
     with inside(repo):
         params_path = Path("params.yaml")
@@ -227,16 +256,17 @@ def run(
         commit(repo=repo, message="Demo scale: labelled rows needed for retraining")
         params = load_params(params_path)
         loop = Loop(repo=repo, params=params, log_path=repo / "logs" / "demo.db", out_dir=out_dir)
-        loop.next_id = int(pd.read_parquet(params.data.raw)[params.base.id_column].max()) + 1
-        scope = f"a {sample_rows}-row sample of 2015" if sample_rows else "all of 2015"
-        loop.note("2015", "train", f"repo {repo}; dvc repro on {scope}")
+        raw = io.read_table(params.data.raw)
+        loop.next_id = int(raw[params.base.id_column].max()) + 1
+        start = reference_label(raw[period].dropna().unique() if period in raw.columns else [])
+        scope = f"a {sample_rows}-row sample of {params.data.raw}" if sample_rows else f"all of {params.data.raw}"
+        loop.note(start, "train", f"repo {repo}; dvc repro on {scope}")
         runner.reproduce()
         commit(repo=repo, message="Train the first model")
         version = registry.register(params=params, params_path=params_path)
         deploy.apply(params=params, env=ENV)
-        loop.note("2015", "deploy", f"registered version {version}; deploy apply {ENV} (champion {version})")
+        loop.note(start, "deploy", f"registered version {version}; deploy apply {ENV} (champion {version})")
         model = io.load_model(params.paths.model)
-        raw = io.read_table(params.data.raw)
         reference_scores = out_dir / "reference_scores.parquet"
         io.write_table(
             pd.DataFrame(
@@ -245,28 +275,29 @@ def run(
             reference_scores,
         )
         seed = params.base.seed
-        period = params.drift.performance.period_column
         stack = contextlib.ExitStack()
         loop.service = stack.enter_context(InProcessService(params=params, log_path=loop.log_path))
-        for y, year in enumerate(REAL_YEARS):
-            for m, rows in enumerate(monthly_slices(frame=batches[year], rows_per_slice=rows_per_slice, seed=seed + y)):
-                _month(loop, name=period_name(year=year, month=m + 1), rows=rows)
+        for y, name in enumerate(names):
+            for m, rows in enumerate(monthly_slices(frame=batches[name], rows_per_slice=rows_per_slice, seed=seed + y)):
+                _month(loop, name=period_name(year=name, month=m + 1), rows=rows)
                 if (m + 1) % QUARTER == 0:
-                    quarter = f"{year}Q{(m + 1) // QUARTER}"
+                    quarter = f"{name}Q{(m + 1) // QUARTER}"
                     # Labels of the previous quarter arrive now.
                     _labels_arrive(loop, names=[n for n, _ in loop.sent[-2 * QUARTER : -QUARTER]])
                     _quarter_check(loop, quarter=quarter, simulated=False, reference_scores=reference_scores)
-        loop.note("2018Q4", "monitor", f"{len(loop.sent)} months of real traffic served; labels a quarter late")
-        base = batches[REAL_YEARS[-1]]
-        fired = None
+        loop.note(
+            loop.checks[-1].quarter, "monitor", f"{len(loop.sent)} months of real traffic served; labels a quarter late"
+        )
+        base = batches[names[-1]]
+        fired_period: str | None = None
         for q in range(MAX_DRIFT_QUARTERS * 2):
-            year = str(int(REAL_YEARS[-1]) + 1 + q // 4)
-            quarter = f"{year}Q{q % 4 + 1}"
+            simulated = later_period(names[-1], steps=1 + q // 4)
+            quarter = f"{simulated}Q{q % 4 + 1}"
             for m in range(QUARTER):
                 month = (q % 4) * QUARTER + m + 1
                 rows = _drifted_month(loop, base=base, rows=rows_per_slice, seed=seed + 100 + q * QUARTER + m)
-                rows = rows.assign(**{period: int(year)})
-                _month(loop, name=period_name(year=year, month=month), rows=rows)
+                rows = rows.assign(**{period: period_value(simulated, like=base[period])})
+                _month(loop, name=period_name(year=simulated, month=month), rows=rows)
             if q == 0:
                 loop.note(
                     quarter, "simulate", "from now on: an ageing population and a concept shift (params simulate)"
@@ -275,11 +306,11 @@ def run(
             summary = _quarter_check(loop, quarter=quarter, simulated=True, reference_scores=reference_scores)
             perf = summary.get("performance") or {}
             if summary["verdict"] == "drift" and perf.get("verdict") == "drift":
-                fired = summary
+                fired_period = simulated
                 shutil.copy(out_dir / "checks" / quarter / "drift.json", Path("drift.json"))
                 break
         stack.close()
-        if fired is None:
+        if fired_period is None:
             raise DemoError(ERR_NEVER_FIRED.format(quarters=MAX_DRIFT_QUARTERS * 2))
         when = loop.checks[-1].quarter
         # The labels of the newest quarter arrive before retraining: they show the new world best.
@@ -321,7 +352,8 @@ def run(
         guard = params.deploy.guardrails
         # Well above the minimum: the score-histogram distance of a few hundred rows is mostly noise.
         canary_rows = int(np.ceil(CANARY_TRAFFIC_FACTOR * guard.min_requests / params.deploy.canary_share))
-        rows = _drifted_month(loop, base=base, rows=canary_rows, seed=seed + 999).assign(**{period: int(when[:4])})
+        rows = _drifted_month(loop, base=base, rows=canary_rows, seed=seed + 999)
+        rows = rows.assign(**{period: period_value(fired_period, like=base[period])})
         with InProcessService(params=params, log_path=loop.log_path, concurrency=CANARY_CONCURRENCY) as loop.service:
             _month(loop, name="canary", rows=rows)
         (params.retrain.production_dir / "canary_features.parquet").unlink()

@@ -25,6 +25,25 @@ def period_name(*, year: str, month: int) -> str:
     return f"{year}-{month:02d}"
 
 
+def later_period(name: str, *, steps: int) -> str:
+    """The name of a simulated period `steps` after a real one: the next numbers for numeric names.
+
+    Other names get a ".sim<steps>" suffix: "." sorts after the "-" of the real monthly files, so
+    the retraining window (name order) still sees the simulated months as the newest.
+    """
+    return str(int(name) + steps).zfill(len(name)) if name.isdigit() else f"{name}.sim{steps}"
+
+
+def period_value(name: str, *, like: pd.Series) -> Any:
+    """A simulated period's value in the period column, typed like the real values it joins."""
+    return int(name) if name.isdigit() and pd.api.types.is_integer_dtype(like) else name
+
+
+def reference_label(values: Sequence[Any] | np.ndarray) -> str:
+    """What the timeline calls the training data's time: its one period, else just "reference"."""
+    return str(values[0]) if len(values) == 1 else "reference"
+
+
 @dataclass(frozen=True)
 class Event:
     when: str

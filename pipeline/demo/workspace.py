@@ -26,13 +26,16 @@ def git(*args: str, repo: Path) -> str:
     return result.stdout
 
 
-def copy_template(*, source: Path, dest: Path, sample_rows: int) -> None:
-    """The template's tracked and new files (not tests, benchmarks or production data) in a fresh repo."""
+def copy_template(*, source: Path, dest: Path, sample_rows: int, skip: Path) -> None:
+    """The template's tracked and new files (not tests, benchmarks or the production folder `skip`,
+    relative to source) in a fresh repo.
+    """
     if not (source / "params.yaml").is_file() or not (source / "dvc.yaml").is_file():
         raise DemoError(ERR_NO_TEMPLATE.format(path=source))
     listed = git("ls-files", "--cached", "--others", "--exclude-standard", "-z", repo=source)
+    production = (skip.relative_to(source) if skip.is_absolute() and skip.is_relative_to(source) else skip).parts
     for rel in (Path(p) for p in listed.split("\0") if p):
-        if rel.parts[0] in {"tests", "benchmarks"} or rel.parts[:2] == ("data", "production"):
+        if rel.parts[0] in {"tests", "benchmarks"} or (production and rel.parts[: len(production)] == production):
             continue
         if not (source / rel).is_file():
             continue

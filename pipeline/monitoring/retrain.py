@@ -19,11 +19,10 @@ import pandas as pd
 
 from pipeline.core import params_edit
 from pipeline.core.config import Params, RetrainSection
+from pipeline.core.periods import Period, periods_in
 
 logger = logging.getLogger(__name__)
 
-FEATURES_SUFFIX = "_features"
-LABELS_SUFFIX = "_labels"
 READY = "ready"
 REFUSED = "refused"
 # 0: pull-request body written (whatever the gate said: the PR shows it and CI blocks a merge);
@@ -51,13 +50,6 @@ class RetrainRefused(RuntimeError):
 
 
 @dataclass(frozen=True)
-class Period:
-    name: str
-    features: Path
-    labels: Path | None
-
-
-@dataclass(frozen=True)
 class Source:
     """One part of the new table, for the pull-request body's "what changed"."""
 
@@ -79,18 +71,6 @@ class Plan:
 
 
 # --------------------------------------------------------------------------- pure core
-
-
-def discover_periods(*, names: Sequence[str], directory: Path) -> list[Period]:
-    """Periods from file names: <period>_features.parquet, with <period>_labels.parquet when labelled."""
-    present = set(names)
-    periods = []
-    for name in sorted(names):
-        if name.endswith(f"{FEATURES_SUFFIX}.parquet"):
-            period = name.removesuffix(f"{FEATURES_SUFFIX}.parquet")
-            labels = f"{period}{LABELS_SUFFIX}.parquet"
-            periods.append(Period(period, directory / name, directory / labels if labels in present else None))
-    return periods
 
 
 def select_window(*, periods: Sequence[Period], policy: RetrainSection) -> tuple[list[Period], list[Period]]:
@@ -295,7 +275,7 @@ def plan(*, params: Params) -> Plan:
     directory = policy.production_dir
     if not directory.is_dir():
         raise RetrainInputError(ERR_NO_DIR.format(path=directory))
-    periods = discover_periods(names=[p.name for p in directory.iterdir() if p.is_file()], directory=directory)
+    periods = periods_in(directory)
     kept, skipped = select_window(periods=periods, policy=policy)
     if not kept:
         raise RetrainInputError(ERR_NO_PERIODS.format(path=directory))

@@ -28,6 +28,7 @@ logger = logging.getLogger(__name__)
 ERR_SOURCE = "give either --current (with --predictions if any) or --log-url, which supplies both"
 ERR_LABELS_NEED_PREDICTIONS = "--labels needs --predictions: labels are joined to predictions by id"
 ERR_NO_BASELINE = "{path}: holds none of the baseline metrics {names}"
+ERR_NO_BATCH = "{path}: no production batch ({pattern}) to check; give --current or --log-url"
 
 
 def batch_from_log(*, log: pd.DataFrame, params: Params) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -44,6 +45,19 @@ def batch_from_log(*, log: pd.DataFrame, params: Params) -> tuple[pd.DataFrame, 
     current = table[[id_column, *params.data.features]]
     predictions = table[[id_column, "score"]].rename(columns={"score": params.drift.prediction.score_column})
     return current, predictions
+
+
+def default_batch(*, params: Params) -> Path:
+    """The batch `pipeline drift` checks without --current: the newest period in params
+    retrain.production_dir, by the same name order the retraining window uses.
+    """
+    from pipeline.core.periods import PATTERN, newest_batch
+
+    directory = params.retrain.production_dir
+    found = newest_batch(directory)
+    if found is None:
+        raise DriftInputError(ERR_NO_BATCH.format(path=directory, pattern=PATTERN))
+    return found
 
 
 def _baseline_metrics(path: Path, names: Sequence[str]) -> dict[str, float]:
@@ -119,6 +133,7 @@ def run(
     Returns the summary; its verdict maps to the exit code through EXIT_CODES.
     """
     from pipeline.core import io
+    from pipeline.core.schema import SchemaError, conform_codes, target_binary
 
     config = params.drift
     out_dir = out_dir or config.out_dir
@@ -134,6 +149,10 @@ def run(
         predictions_source = str(predictions_path)
     else:
         raise DriftInputError(ERR_SOURCE)
+    # Codes in one form on both sides: an int code and its text, or true and "True", are one
+    # category. Numeric dtypes are judged by the checks themselves (a text column is bad input).
+    reference = conform_codes(reference, params.data)
+    current = conform_codes(current, params.data)
     numeric, categorical = tuple(params.data.numeric), tuple(params.data.categorical)
     features = feature_drift(
         reference=reference, current=current, numeric=numeric, categorical=categorical, config=config
@@ -159,6 +178,12 @@ def run(
         if predictions is None:
             raise DriftInputError(ERR_LABELS_NEED_PREDICTIONS)
         labels = io.read_table(labels_path)
+        if params.base.target in labels:
+            try:
+                binary = target_binary(labels[params.base.target], params.base)
+            except SchemaError as exc:
+                raise DriftInputError(f"{labels_path}: {exc}") from exc
+            labels = labels.assign(**{params.base.target: binary})
         if log_url is not None:
             # The log keeps association ids as text; ids in a labels file are often integers.
             labels = labels.assign(**{id_column: labels[id_column].astype(str)}) if id_column in labels else labels

@@ -17,7 +17,7 @@ from pipeline.cli import app
 from pipeline.core import predlog
 from pipeline.core.config import Params
 from pipeline.monitoring import drift
-from tests.conftest import REPO_ROOT
+from tests.conftest import DEMO_PARAMS, REPO_ROOT
 
 pytestmark = pytest.mark.unit
 
@@ -122,13 +122,14 @@ def test_cli_from_the_log_matches_the_files(
             "--out-dir",
             str(tmp_path / "log"),
             *common,
+            *("--params", str(DEMO_PARAMS)),
         ],
     )
     from_files = CliRunner().invoke(
         app,
         [
             *("drift", "--current", str(current), "--predictions", str(predictions)),
-            *("--out-dir", str(tmp_path / "files"), *common),
+            *("--out-dir", str(tmp_path / "files"), *common, "--params", str(DEMO_PARAMS)),
         ],
     )
     assert from_log.exit_code in (0, 1), from_log.output
@@ -140,12 +141,19 @@ def test_cli_from_the_log_matches_the_files(
 
 @pytest.mark.parametrize(
     "args",
-    [["--current", "batch.parquet", "--log-url", "log.db"], ["--log-url", "log.db", "--predictions", "p.parquet"], []],
-    ids=["both", "predictions-with-log", "neither"],
+    [
+        ["--current", "batch.parquet", "--log-url", "log.db"],
+        ["--log-url", "log.db", "--predictions", "p.parquet"],
+        # Predictions belong to one batch: the newest production batch is never guessed for them.
+        ["--predictions", "p.parquet"],
+    ],
+    ids=["both", "predictions-with-log", "predictions-without-batch"],
 )
 def test_cli_needs_one_source(args: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(REPO_ROOT)
-    result = CliRunner().invoke(app, ["drift", "--out-dir", str(tmp_path), "--no-plots", *args])
+    result = CliRunner().invoke(
+        app, ["drift", "--out-dir", str(tmp_path), "--no-plots", *args, "--params", str(DEMO_PARAMS)]
+    )
     assert result.exit_code == drift.EXIT_CODES[drift.NOT_ENOUGH_DATA]
     assert "give either --current" in result.output
 
@@ -153,7 +161,9 @@ def test_cli_needs_one_source(args: list[str], tmp_path: Path, monkeypatch: pyte
 def test_cli_missing_log_is_bad_input(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(REPO_ROOT)
     missing = str(tmp_path / "missing.db")
-    result = CliRunner().invoke(app, ["drift", "--log-url", missing, "--out-dir", str(tmp_path), "--no-plots"])
+    result = CliRunner().invoke(
+        app, ["drift", "--log-url", missing, "--out-dir", str(tmp_path), "--no-plots", "--params", str(DEMO_PARAMS)]
+    )
     assert result.exit_code == drift.EXIT_CODES[drift.NOT_ENOUGH_DATA]
     assert "prediction log not found" in result.output
 
@@ -172,7 +182,9 @@ def test_cli_log_scores_outside_0_and_1_are_bad_input(
     monkeypatch.chdir(REPO_ROOT)
     monkeypatch.setenv("GITHUB_OUTPUT", str(tmp_path / "github_output"))
     out = tmp_path / "out"
-    result = CliRunner().invoke(app, ["drift", "--log-url", url, "--out-dir", str(out), "--exit-zero-on-verdict"])
+    result = CliRunner().invoke(
+        app, ["drift", "--log-url", url, "--out-dir", str(out), "--exit-zero-on-verdict", "--params", str(DEMO_PARAMS)]
+    )
     # Before: the scores went unchecked into the prediction-drift statistics.
     assert result.exit_code == drift.EXIT_CODES[drift.NOT_ENOUGH_DATA], result.output
     line = " ".join(result.output.split())

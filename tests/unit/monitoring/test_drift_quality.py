@@ -13,10 +13,10 @@ import pytest
 from typer.testing import CliRunner
 
 from pipeline.cli import app
-from pipeline.core.config import DriftSection, Params, load_params
+from pipeline.core.config import DriftSection, Params
 from pipeline.monitoring import drift
 from pipeline.monitoring.drift.verdicts import summarise
-from tests.conftest import REPO_ROOT
+from tests.conftest import DEMO_PARAMS, REPO_ROOT, demo_params
 
 pytestmark = pytest.mark.unit
 
@@ -25,7 +25,7 @@ ROWS = 2000
 
 @pytest.fixture(scope="module")
 def params() -> Params:
-    return load_params(REPO_ROOT / "params.yaml")
+    return demo_params()
 
 
 @pytest.fixture(scope="module")
@@ -205,7 +205,7 @@ def _write(frame: pd.DataFrame, path: Path) -> str:
 def _invoke(args: list[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> tuple[int, str]:
     monkeypatch.chdir(REPO_ROOT)
     monkeypatch.setenv("GITHUB_OUTPUT", str(tmp_path / "github_output"))
-    result = CliRunner().invoke(app, ["drift", *args])
+    result = CliRunner().invoke(app, ["drift", *args, "--params", str(DEMO_PARAMS)])
     return result.exit_code, result.output
 
 
@@ -309,9 +309,7 @@ def test_cli_labels_outside_0_and_1_are_bad_input(
         *("--baseline", str(tmp_path / "metrics.json"), "--out-dir", str(tmp_path / "out")),
     ]
     code, output = _invoke(args, monkeypatch, tmp_path)
-    _assert_refused(
-        code, output, tmp_path / "out", tmp_path, labels, f"column '{target}' must hold the labels 0 and 1; found 2"
-    )
+    _assert_refused(code, output, tmp_path / "out", tmp_path, labels, "values are neither base.positive_label")
 
 
 @pytest.mark.parametrize("nested", [False, True], ids=["file", "under-a-file"])

@@ -14,8 +14,9 @@ from typer.testing import CliRunner
 
 from pipeline.cli import app
 from pipeline.core.config import Params, load_params
+from pipeline.core.periods import discover_periods
 from pipeline.monitoring import retrain
-from tests.conftest import REPO_ROOT
+from tests.conftest import DEMO_PARAMS
 
 pytestmark = pytest.mark.unit
 
@@ -31,7 +32,7 @@ def _period(frame: pd.DataFrame, *, directory: Path, name: str, target: str, lab
 def project(tmp_path: Path, params: Params, raw_frame: pd.DataFrame, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A folder with params.yaml, a small reference and three periods (the newest unlabelled)."""
     target = params.base.target
-    shutil.copy(REPO_ROOT / "params.yaml", tmp_path / "params.yaml")
+    shutil.copy(DEMO_PARAMS, tmp_path / "params.yaml")
     reference_path = tmp_path / params.retrain.reference
     reference_path.parent.mkdir(parents=True)
     raw_frame.iloc[:2000].to_parquet(reference_path, index=False)
@@ -54,7 +55,7 @@ def _snapshot(root: Path) -> dict[str, bytes]:
 def test_window_keeps_newest_labelled_periods(tmp_path: Path, params: Params) -> None:
     names = ["2016_features.parquet", "2016_labels.parquet", "2017_features.parquet", "2017_labels.parquet"]
     names += ["2018_features.parquet", "notes.txt"]
-    periods = retrain.discover_periods(names=names, directory=tmp_path)
+    periods = discover_periods(names=names, directory=tmp_path)
     assert [p.name for p in periods] == ["2016", "2017", "2018"]
     assert periods[2].labels is None
     kept, skipped = retrain.select_window(periods=periods, policy=params.retrain.model_copy(update={"max_periods": 1}))
