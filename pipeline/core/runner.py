@@ -32,12 +32,13 @@ def tool_env() -> dict[str, str]:
     return env
 
 
-def _tool(name: str) -> str:
+def tool(name: str) -> str:
+    """The project environment's copy of a command-line tool when it has one, else the one on PATH."""
     return str(BIN / name) if (BIN / name).exists() else name
 
 
 def reproduce(*, force: bool = False) -> None:
-    cmd = [_tool("dvc"), "repro", *(["--force"] if force else [])]
+    cmd = [tool("dvc"), "repro", *(["--force"] if force else [])]
     if subprocess.run(cmd, env=tool_env(), check=False).returncode != 0:
         raise ReproFailed("dvc repro failed: the stage above says why; nothing downstream of it was updated")
 
@@ -77,15 +78,15 @@ def lint() -> list[str]:
     refuses what an unresolved `copier update` leaves behind (see update_leftovers).
     """
     checks: list[tuple[str, list[str]]] = [
-        ("ruff check", [_tool("ruff"), "check", "."]),
-        ("ruff format", [_tool("ruff"), "format", "--check", "."]),
-        ("mypy", [_tool("mypy")]),
+        ("ruff check", [tool("ruff"), "check", "."]),
+        ("ruff format", [tool("ruff"), "format", "--check", "."]),
+        ("mypy", [tool("mypy")]),
     ]
     workflows = sorted(str(p) for p in WORKFLOWS.glob("*.y*ml"))
     if workflows:
         checks += [
-            ("actionlint", [_tool("actionlint"), *workflows]),
-            ("zizmor", [_tool("zizmor"), "--offline", "--min-severity", "low", *workflows]),
+            ("actionlint", [tool("actionlint"), *workflows]),
+            ("zizmor", [tool("zizmor"), "--offline", "--min-severity", "low", *workflows]),
         ]
     failed = []
     for name, cmd in checks:
