@@ -1,4 +1,9 @@
-"""Shared fixtures: the repository's own params and data, and a temporary copy of the template."""
+"""Shared fixtures: the demo project's params and data, and a temporary copy of the template.
+
+The template's own tests run on the demo project as shipped (tests/fixtures/demo/ holds its
+params.yaml, deploy manifests and model card source), never on the root params.yaml: a team that
+retargets the root to its own table keeps a green suite, and tests/project/ judges its data.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping
+from functools import cache
 from pathlib import Path
 
 import pandas as pd
@@ -19,6 +25,16 @@ from tests.conftest_servers import mlflow_server, postgres_url  # noqa: F401 - P
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+# The demo project's own files; paths inside them stay relative to the repository root, where
+# the demo's tables (data/raw/employment_2015.parquet, data/production/) stay in every fork.
+DEMO = REPO_ROOT / "tests" / "fixtures" / "demo"
+DEMO_PARAMS = DEMO / "params.yaml"
+DEMO_FILES = (
+    Path("params.yaml"),
+    Path("deploy/staging.yaml"),
+    Path("deploy/production.yaml"),
+    Path("docs/model_card_source.yaml"),
+)
 
 
 def runner_variables(environ: Mapping[str, str]) -> list[str]:
@@ -39,9 +55,25 @@ def _no_runner_variables() -> Iterator[None]:
         yield
 
 
+@cache
+def demo_params() -> Params:
+    """The demo project's params (frozen, so one shared object is safe)."""
+    return load_params(DEMO_PARAMS)
+
+
+def demo_params_text() -> str:
+    return DEMO_PARAMS.read_text(encoding="utf-8")
+
+
+def demo_data_files(params: Params | None = None) -> list[Path]:
+    """The demo's tables the template's tests read, relative to the repository root."""
+    params = params or demo_params()
+    return sorted({Path(params.data.raw), Path(params.retrain.reference)})
+
+
 @pytest.fixture(scope="session")
 def params() -> Params:
-    return load_params(REPO_ROOT / "params.yaml")
+    return demo_params()
 
 
 @pytest.fixture(scope="session")
@@ -76,14 +108,28 @@ def template_files() -> list[Path]:
     return [Path(p) for p in out.split("\0") if p and (REPO_ROOT / p).is_file()]
 
 
+def _copy(source: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(source, target)
+
+
 def copy_template(dest: Path, *, sample_rows: int) -> Path:
-    """A fresh git repository holding the template, set to a small seeded sample."""
+    """A fresh git repository holding the template running the demo project (also in a
+    retargeted fork: the demo's files replace the team's), set to a small seeded sample.
+    """
+    demo_tables = demo_data_files()
     for rel in template_files():
-        if rel.parts[0] in {"tests", "benchmarks"} or rel.parts[:2] == ("data", "production"):
+        if rel.parts[0] in {"tests", "benchmarks"} or rel in DEMO_FILES or rel.parts[:2] == ("data", "production"):
             continue
-        target = dest / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(REPO_ROOT / rel, target)
+        # A team's own tables (maybe large) are not the demo's: only the demo's are copied.
+        if rel.parts[:2] == ("data", "raw") and rel not in demo_tables:
+            continue
+        _copy(REPO_ROOT / rel, dest / rel)
+    for rel in DEMO_FILES:
+        _copy(DEMO / rel, dest / rel)
+    for rel in demo_tables:
+        if not (dest / rel).exists():
+            _copy(REPO_ROOT / rel, dest / rel)
     params_file = dest / "params.yaml"
     text = params_file.read_text(encoding="utf-8")
     params_file.write_text(text.replace("sample_rows: 0", f"sample_rows: {sample_rows}", 1), encoding="utf-8")

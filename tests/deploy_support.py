@@ -23,6 +23,8 @@ from pipeline.delivery import registry, registry_client
 from pipeline.stages.train import MODEL_ARTIFACT, build_pipeline, model_requirements
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# The demo project as shipped (see tests/conftest.py): also in a fork retargeted to its own table.
+DEMO_PARAMS = REPO_ROOT / "tests" / "fixtures" / "demo" / "params.yaml"
 
 with warnings.catch_warnings():
     # mlflow.pyfunc warns once, at its own import, about type hints inside mlflow itself.
@@ -47,7 +49,7 @@ def git(root: Path, *args: str) -> str:
 
 def make_workspace(root: Path) -> Workspace:
     """Call with the working directory already at root: params paths are relative."""
-    shutil.copy2(REPO_ROOT / "params.yaml", root / "params.yaml")
+    shutil.copy2(DEMO_PARAMS, root / "params.yaml")
     # Read-only shipped data, for the commands that read params data.raw (service smoke, serve).
     (root / "data").symlink_to(REPO_ROOT / "data", target_is_directory=True)
     params = load_params(root / "params.yaml")

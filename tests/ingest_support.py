@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.core.config import Params, SourceSection
-from tests.conftest import REPO_ROOT
+from tests.conftest import demo_params_text
 
 URL_ENV = "INGEST_TEST_DB_URL"
 QUERY = "SELECT * FROM people"
@@ -52,8 +52,8 @@ def with_source(params: Params, *, root: Path, query: str = QUERY, url_env: str 
 def write_params(
     dest: Path, *, query: str = QUERY, url_env: str = URL_ENV, raw: str = "data/raw/people.parquet"
 ) -> Path:
-    """The repository's params.yaml with data.raw and data.source rewritten, as a team would edit it."""
-    text = (REPO_ROOT / "params.yaml").read_text(encoding="utf-8")
+    """The demo project's params.yaml with data.raw and data.source rewritten, as a team would edit it."""
+    text = demo_params_text()
     old = "  raw: data/raw/employment_2015.parquet\n"
     assert old in text, "params.yaml's data.raw line moved: update tests/ingest_support.py"
     # JSON strings are YAML strings: a query's quotes, colons and percent signs stay as written.

@@ -11,11 +11,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.conftest import BIN, run
+from tests.conftest import BIN, demo_params, run
 
 pytestmark = pytest.mark.e2e
 
-RAW = Path("data/raw/employment_2015.parquet")
+RAW = demo_params().data.raw
 DOWNSTREAM = (
     "data/prepared/train.parquet",
     "models/model.skops",
@@ -53,7 +53,10 @@ def _set(column: str, rows: slice, value: object) -> Callable[[pd.DataFrame], pd
 
 
 CASES: dict[str, tuple[Callable[[Path, pd.DataFrame], None], str]] = {
-    "missing_column": (_frame_writer(lambda f: f.drop(columns=["SCHL"])), "missing columns ['SCHL']"),
+    "missing_column": (
+        _frame_writer(lambda f: f.drop(columns=["SCHL"])),
+        "data.categorical.SCHL: column 'SCHL' is not in the table",
+    ),
     "extra_column": (_frame_writer(lambda f: f.assign(salary=1.0)), "unexpected extra columns ['salary']"),
     "wrong_dtype": (_frame_writer(lambda f: f.assign(AGEP=f["AGEP"].astype(str))), "column 'AGEP': wrong dtype"),
     "nulls_in_required_column": (_frame_writer(_set("SEX", slice(0, 7), None)), "column 'SEX': null values in 7 rows"),

@@ -22,7 +22,7 @@ import yaml
 
 from pipeline.core.config import Params
 from pipeline.delivery import loadgen
-from tests.conftest import quick_model_file
+from tests.conftest import demo_params_text, quick_model_file
 
 pytestmark = pytest.mark.e2e
 
@@ -55,7 +55,7 @@ class Server:
 def server(params: Params, raw_frame: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     tmp = tmp_path_factory.mktemp("serve-faults")
     quick_model_file(params, raw_frame, tmp / "model.skops", rows=TRAIN_ROWS, seed=2)
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
+    raw = yaml.safe_load(demo_params_text())
     raw["serve"].update(read_timeout_seconds=READ_TIMEOUT_S, keep_alive_seconds=KEEP_ALIVE_S)
     (tmp / "params.yaml").write_text(yaml.safe_dump(raw), encoding="utf-8")
     port = loadgen.free_port()

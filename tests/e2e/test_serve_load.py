@@ -17,7 +17,7 @@ import pytest
 from pipeline.core import predlog
 from pipeline.core.config import Params
 from pipeline.delivery import loadgen
-from tests.conftest import quick_model_file
+from tests.conftest import DEMO_PARAMS, quick_model_file
 
 pytestmark = pytest.mark.e2e
 
@@ -34,7 +34,7 @@ def server(
     port = loadgen.free_port()
     log = tmp / "log.db"
     cmd = [sys.executable, "-m", "pipeline", "serve", "--env", "load", "--model", str(tmp / "model.skops")]
-    cmd += ["--host", "127.0.0.1", "--port", str(port), "--log-url", str(log)]
+    cmd += ["--host", "127.0.0.1", "--port", str(port), "--log-url", str(log), "--params", str(DEMO_PARAMS)]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         loadgen.wait_until_ok(url=f"http://127.0.0.1:{port}/ready", timeout=120, process=proc)

@@ -19,7 +19,7 @@ import yaml
 
 from pipeline.core import params_edit, runner
 from pipeline.core.config import load_params
-from tests.conftest import BIN, REPO_ROOT, run, template_files
+from tests.conftest import BIN, DEMO, DEMO_FILES, REPO_ROOT, run, template_files
 
 pytestmark = pytest.mark.e2e
 
@@ -60,12 +60,14 @@ def _edit(path: Path, old: str, new: str) -> None:
 
 
 def _template(root: Path) -> Path:
-    """The template as a fork gets it (the working tree, uncommitted work included), tagged v1."""
+    """The template as a fork gets it (the working tree, uncommitted work included, running the
+    demo project even where the root has been retargeted), tagged v1.
+    """
     template = root / "template"
     for rel in template_files():
         target = template / rel
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(REPO_ROOT / rel, target)
+        shutil.copy2(DEMO / rel if rel in DEMO_FILES else REPO_ROOT / rel, target)
     _git(template, "init", "-q", "-b", "main")
     _git(template, "config", "user.email", "template@example.invalid")
     _git(template, "config", "user.name", "template")
@@ -228,7 +230,7 @@ def test_the_answers_apply_with_copier_s_interpreter_alone(tmp_path: Path) -> No
     project = tmp_path / "project"
     for rel in ("params.yaml", "deploy/staging.yaml", "deploy/production.yaml", "scripts/apply_answers.py"):
         (project / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(REPO_ROOT / rel, project / rel)
+        shutil.copy2(DEMO / rel if Path(rel) in DEMO_FILES else REPO_ROOT / rel, project / rel)
     for rel in ("pipeline/__init__.py", "pipeline/core/__init__.py", "pipeline/core/params_edit.py"):
         (project / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO_ROOT / rel, project / rel)

@@ -8,8 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.core.config import Params, load_params
+from pipeline.core.config import Params
 from pipeline.monitoring import drift, simulate
+from tests.conftest import demo_params
 
 pytestmark = pytest.mark.model
 
@@ -19,7 +20,7 @@ SEEDS = range(40)
 
 @pytest.fixture(scope="module")
 def params() -> Params:
-    return load_params(ROOT / "params.yaml")
+    return demo_params()
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +96,7 @@ def test_tiny_batch_is_not_enough_data(params: Params, reference: pd.DataFrame) 
 
 @pytest.mark.parametrize("year", [2016, 2017, 2018])
 def test_real_later_years_stay_quiet(params: Params, reference: pd.DataFrame, year: int) -> None:
-    current = pd.read_parquet(ROOT / "data" / "production" / f"{year}_features.parquet")
+    current = pd.read_parquet(ROOT / params.retrain.production_dir / f"{year}_features.parquet")
     results = _check(params, reference, current)
     assert all(r.verdict == drift.NO_DRIFT for r in results)
     # The real shift is there (significant) but below every effect threshold.

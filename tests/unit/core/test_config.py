@@ -6,13 +6,13 @@ import pytest
 import yaml
 
 from pipeline.core.config import ConfigError, load_params
-from tests.conftest import REPO_ROOT
+from tests.conftest import DEMO_PARAMS, demo_params_text
 
 pytestmark = pytest.mark.unit
 
 
 def _write(tmp_path: Path, mutate: object) -> Path:
-    raw = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
+    raw = yaml.safe_load(demo_params_text())
     assert callable(mutate)
     mutate(raw)
     path = tmp_path / "params.yaml"
@@ -21,7 +21,7 @@ def _write(tmp_path: Path, mutate: object) -> Path:
 
 
 def test_shipped_params_load() -> None:
-    params = load_params(REPO_ROOT / "params.yaml")
+    params = load_params(DEMO_PARAMS)
     assert params.base.target not in params.data.features
     assert set(params.fairness.groups) <= set(params.data.features)
 

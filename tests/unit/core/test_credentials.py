@@ -12,7 +12,7 @@ import pytest
 
 from pipeline.core import io, predlog, runner, tracking
 from pipeline.core.redact import MASK
-from tests.conftest import REPO_ROOT
+from tests.conftest import DEMO_PARAMS, REPO_ROOT
 
 pytestmark = pytest.mark.unit
 
@@ -57,7 +57,7 @@ def test_mlflow_module_cleans_the_tracking_variable(monkeypatch: pytest.MonkeyPa
 
 
 def test_the_run_summary_masks_the_tracking_password(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    shutil.copy2(REPO_ROOT / "params.yaml", tmp_path / "params.yaml")
+    shutil.copy2(DEMO_PARAMS, tmp_path / "params.yaml")
     monkeypatch.chdir(tmp_path)
     reports = tmp_path / "reports"
     reports.mkdir()

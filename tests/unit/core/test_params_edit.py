@@ -8,11 +8,11 @@ import yaml
 
 from pipeline.core import params_edit
 from pipeline.core.config import TrainSection, load_params
-from tests.conftest import REPO_ROOT
+from tests.conftest import DEMO_PARAMS, demo_params_text
 
 pytestmark = pytest.mark.unit
 
-PARAMS_TEXT = (REPO_ROOT / "params.yaml").read_text(encoding="utf-8")
+PARAMS_TEXT = demo_params_text()
 ANSWERS: dict[str, Any] = {
     "project_name": "acme-churn",
     "registered_model": "acme-churn-model",
@@ -124,7 +124,7 @@ def test_set_scalar_refuses_a_key_that_holds_more_than_a_scalar(key: str) -> Non
 
 
 def test_keys_under_lists_the_fairness_groupings() -> None:
-    shipped = load_params(REPO_ROOT / "params.yaml")
+    shipped = load_params(DEMO_PARAMS)
     assert params_edit.keys_under(text=PARAMS_TEXT, key="fairness.groups") == list(shipped.fairness.groups)
 
 

@@ -17,7 +17,7 @@ from pipeline.cli import app
 from pipeline.core import predlog
 from pipeline.core.config import Params
 from pipeline.delivery import canary
-from tests.conftest import REPO_ROOT
+from tests.conftest import demo_params_text
 
 pytestmark = pytest.mark.unit
 
@@ -205,7 +205,7 @@ def test_cli_reports_verdict_and_refuses_missing_log(
     params: Params, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _workspace(params, tmp_path, monkeypatch)
-    (tmp_path / "params.yaml").write_text((REPO_ROOT / "params.yaml").read_text(encoding="utf-8"), encoding="utf-8")
+    (tmp_path / "params.yaml").write_text(demo_params_text(), encoding="utf-8")
     missing = CliRunner().invoke(app, ["canary", "analyze", "--env", "staging", "--log-url", str(tmp_path / "nope.db")])
     assert missing.exit_code == 2
     assert "prediction log not found" in missing.output

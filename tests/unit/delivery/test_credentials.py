@@ -26,7 +26,7 @@ from pipeline.core.redact import MASK
 from pipeline.delivery import deploy, lineage
 from pipeline.delivery.registry_client import RegistryError
 from pipeline.delivery.serve import server
-from tests.conftest import REPO_ROOT, tool_env
+from tests.conftest import DEMO_PARAMS, REPO_ROOT, tool_env
 from tests.conftest_servers import free_port
 
 pytestmark = pytest.mark.unit
@@ -134,7 +134,7 @@ def test_lineage_masks_run_errors_and_run_links(params: Params) -> None:
 def test_the_lineage_command_masks_its_json(params: Params, monkeypatch: pytest.MonkeyPatch) -> None:
     data = lineage.collect(params=params, version="3", mlflow_client=_Registry())  # type: ignore[arg-type]
     monkeypatch.setattr(lineage, "collect", lambda **_: data)
-    result = CliRunner().invoke(app, ["lineage", "3", "--json", "--params", str(REPO_ROOT / "params.yaml")])
+    result = CliRunner().invoke(app, ["lineage", "3", "--json", "--params", str(DEMO_PARAMS)])
     assert result.exit_code == 0, result.output
     assert SECRET not in result.output
     assert json.loads(result.output)["deployments"][0]["run_url"].startswith(f"https://{MASK}@")

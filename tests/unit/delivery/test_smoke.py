@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from pipeline.cli import app
 from pipeline.core.config import Params
 from pipeline.delivery import smoke
-from tests.conftest import REPO_ROOT, quick_model_file
+from tests.conftest import REPO_ROOT, demo_params_text, quick_model_file
 
 pytestmark = pytest.mark.unit
 
@@ -29,7 +29,7 @@ def model_file(params: Params, raw_frame: pd.DataFrame, tmp_path_factory: pytest
 
 def _params_file(tmp_path: Path, *, model: Path, **smoke_overrides: float) -> Path:
     """params.yaml with absolute paths, reports in tmp_path and optional smoke overrides."""
-    raw = yaml.safe_load((REPO_ROOT / "params.yaml").read_text(encoding="utf-8"))
+    raw = yaml.safe_load(demo_params_text())
     raw["data"]["raw"] = str(REPO_ROOT / raw["data"]["raw"])
     raw["paths"]["reports"] = str(tmp_path / "reports")
     raw["paths"]["model"] = str(model)

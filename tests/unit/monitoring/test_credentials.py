@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from pipeline.cli import app
 from pipeline.core.redact import MASK
 from pipeline.monitoring import github, retrain
-from tests.conftest import REPO_ROOT
+from tests.conftest import DEMO_PARAMS
 
 pytestmark = pytest.mark.unit
 
@@ -46,7 +46,7 @@ def test_a_tolerated_refusal_is_printed_masked(monkeypatch: pytest.MonkeyPatch) 
         raise retrain.RetrainRefused(f"too few labels in postgresql://etl:{SECRET}@db.internal/labels")
 
     monkeypatch.setattr(retrain, "run", refuse)
-    result = CliRunner().invoke(app, ["retrain", "--exit-zero-on-refusal", "--params", str(REPO_ROOT / "params.yaml")])
+    result = CliRunner().invoke(app, ["retrain", "--exit-zero-on-refusal", "--params", str(DEMO_PARAMS)])
     assert result.exit_code == 0, result.output
     assert "retraining refused" in result.output
     assert SECRET not in result.output

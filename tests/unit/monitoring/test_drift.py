@@ -13,16 +13,16 @@ from scipy.spatial.distance import jensenshannon
 from typer.testing import CliRunner
 
 from pipeline.cli import app
-from pipeline.core.config import DriftSection, Params, load_params
+from pipeline.core.config import DriftSection, Params
 from pipeline.monitoring import drift
-from tests.conftest import REPO_ROOT
+from tests.conftest import DEMO_PARAMS, REPO_ROOT, demo_params
 
 pytestmark = pytest.mark.unit
 
 
 @pytest.fixture(scope="module")
 def params() -> Params:
-    return load_params(REPO_ROOT / "params.yaml")
+    return demo_params()
 
 
 @pytest.fixture(scope="module")
@@ -277,7 +277,7 @@ def reference(params: Params) -> pd.DataFrame:
 def _invoke(args: list[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> tuple[int, str]:
     monkeypatch.chdir(REPO_ROOT)
     monkeypatch.setenv("GITHUB_OUTPUT", str(tmp_path / "github_output"))
-    result = CliRunner().invoke(app, args)
+    result = CliRunner().invoke(app, [*args, "--params", str(DEMO_PARAMS)])
     return result.exit_code, result.output
 
 

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from pipeline.cli import app
 from pipeline.monitoring import github
-from tests.conftest import REPO_ROOT
+from tests.conftest import DEMO_PARAMS
 
 pytestmark = pytest.mark.unit
 
@@ -86,7 +86,7 @@ def test_alert_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         github, "client_for", lambda *, token: real_client(token=token, transport=httpx.MockTransport(fake))
     )
     monkeypatch.chdir(tmp_path)
-    shutil.copy(REPO_ROOT / "params.yaml", tmp_path / "params.yaml")
+    shutil.copy(DEMO_PARAMS, tmp_path / "params.yaml")
     (tmp_path / "drift.json").write_text(
         json.dumps({"verdict": "drift", "data_drift": {"drifted_features": ["AGEP"], "features": {}}}), encoding="utf-8"
     )

@@ -17,7 +17,7 @@ from pipeline.core import predlog
 from pipeline.core.config import Params
 from pipeline.monitoring import sample
 from pipeline.monitoring.drift import join_labels
-from tests.conftest import REPO_ROOT
+from tests.conftest import demo_params_text
 
 pytestmark = pytest.mark.unit
 
@@ -109,7 +109,7 @@ def test_bad_input_is_refused(
     tmp_path: Path, log_path: Path, args: list[str], message: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "params.yaml").write_text((REPO_ROOT / "params.yaml").read_text(encoding="utf-8"), encoding="utf-8")
+    (tmp_path / "params.yaml").write_text(demo_params_text(), encoding="utf-8")
     base = ["sample", "export", "--out", "sample.csv", "--log-url", str(log_path)]
     result = CliRunner().invoke(app, [*base, *args])
     assert result.exit_code == 2, result.output
@@ -120,7 +120,7 @@ def test_bad_input_is_refused(
 
 def test_cli_export(tmp_path: Path, log_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "params.yaml").write_text((REPO_ROOT / "params.yaml").read_text(encoding="utf-8"), encoding="utf-8")
+    (tmp_path / "params.yaml").write_text(demo_params_text(), encoding="utf-8")
     result = CliRunner().invoke(
         app, ["sample", "export", "--out", "s.csv", "--share", "0.1", "--seed", "1", "--log-url", str(log_path)]
     )

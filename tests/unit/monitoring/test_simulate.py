@@ -8,16 +8,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.core.config import Params, load_params
+from pipeline.core.config import Params
 from pipeline.monitoring import simulate
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, demo_params
 
 pytestmark = pytest.mark.unit
 
 
 @pytest.fixture(scope="module")
 def params() -> Params:
-    return load_params(REPO_ROOT / "params.yaml")
+    return demo_params()
 
 
 @pytest.fixture

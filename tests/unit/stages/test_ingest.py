@@ -237,7 +237,7 @@ def test_cli_ingest_success_and_a_refusal(db: Path, out: Path, monkeypatch: pyte
 
 def test_stage_block_lists_the_query_the_id_and_the_snapshot() -> None:
     stage = yaml.safe_load("stages:\n" + ingest_stage_text())["stages"]["ingest"]
-    assert stage["cmd"] == "python -m pipeline ingest"
+    assert stage["cmd"] == "sh scripts/stage ingest"
     assert stage["params"] == ["data.source", "base.id_column"]
     assert stage["outs"][0] == {"${data.raw}": {"persist": True}}
 
@@ -267,7 +267,7 @@ def test_add_ingest_stage_follows_the_files_indentation(tmp_path: Path) -> None:
     assert add_ingest_stage(path)
     stages = yaml.safe_load(path.read_text(encoding="utf-8"))["stages"]
     assert stages["validate"] == {"cmd": "python -m pipeline validate"}
-    assert stages["ingest"]["cmd"] == "python -m pipeline ingest"
+    assert stages["ingest"]["cmd"] == "sh scripts/stage ingest"
 
 
 @pytest.mark.parametrize(
