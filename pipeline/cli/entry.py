@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import typer
 
-from pipeline.cli import ci, delivery, demo, log, monitoring, stages
+from pipeline.cli import ci, delivery, demo, log, monitoring, project, stages
 
 app = typer.Typer(
     help="Declarative GitOps MLOps template: pipeline stages, CI gate, deployment and drift.",
@@ -15,7 +15,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 # Without a name, add_typer merges a wing's commands and sub-groups into the root.
-for wing in (stages, delivery, ci, monitoring, log, demo):
+for wing in (project, stages, delivery, ci, monitoring, log, demo):
     app.add_typer(wing.app)
 
 

@@ -129,9 +129,86 @@ def set_scalar(*, text: str, key: str, value: str, source: str = "params.yaml") 
 
 
 def keys_under(*, text: str, key: str) -> list[str]:
-    """The keys directly under dotted `key`, in file order (e.g. the features fairness groups)."""
-    parent = tuple(key.split("."))
+    """The keys directly under dotted `key`, in file order (e.g. the features fairness groups);
+    the top-level keys for an empty `key`.
+    """
+    parent = tuple(key.split(".")) if key else ()
     return [path[-1] for path, _, _ in _entries(text.splitlines()) if path[:-1] == parent]
+
+
+def _split_flow(rest: str) -> tuple[str, str, str] | None:
+    """(spacing, value, trailing comment) of a one-line flow list or mapping; None otherwise."""
+    body = rest.lstrip(" \t")
+    spacing = rest[: len(rest) - len(body)]
+    if not body or body[0] not in "[{":
+        return None
+    depth, quote, end = 0, "", 0
+    while end < len(body):
+        char = body[end]
+        if quote:
+            if char == "\\" and quote == '"':
+                end += 1
+            elif char == quote:
+                quote = ""
+        elif char in "\"'":
+            quote = char
+        elif char in "[{":
+            depth += 1
+        elif char in "]}":
+            depth -= 1
+            if depth == 0:
+                break
+        end += 1
+    else:
+        return None
+    value, tail = body[: end + 1], body[end + 1 :]
+    if tail.strip() and not tail.lstrip(" \t").startswith("#"):
+        return None
+    return spacing, value, tail
+
+
+def set_value(*, text: str, key: str, value: str, source: str = "params.yaml") -> str:
+    """`text` with the one-line value at dotted `key` replaced by the YAML text `value` as written
+    (a number, null, or a flow list such as `[a, b]`); the key's trailing comment stays.
+    """
+    if "\n" in value or "\r" in value:
+        raise ParamsEditError(f"{source}: the new value of `{key}` must fit on one line")
+    lines = text.splitlines(keepends=True)
+    found = _find(lines, tuple(key.split(".")))
+    if found is None:
+        raise ParamsEditError(f"{source}: no `{key}` key to set")
+    i, rest = found
+    parts = _split_flow(rest) or _split_scalar(rest)
+    if parts is None:
+        raise ParamsEditError(f"{source}: `{key}` does not hold a one-line value; edit it by hand")
+    spacing, _, tail = parts
+    line = lines[i]
+    ending = line[len(line.rstrip("\r\n")) :]
+    head = line[: len(line.rstrip("\r\n")) - len(rest)]
+    lines[i] = f"{head}{spacing or ' '}{value}{tail}{ending}"
+    return "".join(lines)
+
+
+def replace_section(*, text: str, key: str, body: str, source: str = "params.yaml") -> str:
+    """`text` with the whole top-level section `key` (its key line and every line under it)
+    replaced by `body`, which starts with `key:`. The comment lines above the section, and those
+    above the next one, stay as they are; `body` takes the file's line endings.
+    """
+    lines = text.splitlines(keepends=True)
+    found = _find(lines, (key,))
+    if found is None:
+        raise ParamsEditError(f"{source}: no top-level `{key}` section to replace")
+    start = found[0]
+    if lines[start][:1] in (" ", "\t"):
+        raise ParamsEditError(f"{source}: `{key}` is not a top-level section")
+    top_level = [i for path, i, _ in _entries(lines) if len(path) == 1 and i > start]
+    end = top_level[0] if top_level else len(lines)
+    # Blank lines and unindented comments just before the next section describe that section.
+    while end > start + 1 and (not lines[end - 1].strip() or lines[end - 1].startswith("#")):
+        end -= 1
+    ending = "\r\n" if lines[start].endswith("\r\n") else "\n"
+    new = [f"{line}{ending}" for line in body.rstrip("\r\n").replace("\r\n", "\n").split("\n")]
+    return "".join([*lines[:start], *new, *lines[end:]])
 
 
 # --------------------------------------------------------------------------- copier answers
