@@ -20,11 +20,12 @@ export DO_NOT_TRACK := true
 export DVC_NO_ANALYTICS := 1
 export GX_ANALYTICS_ENABLED := false
 
-.PHONY: run test env lint bench clean help ci smoke champion gate report
+.PHONY: run test test-fast test-slow env lint bench clean help ci smoke champion gate report
 
 help:
 	@echo "make run    - build the environment and run the whole pipeline on the shipped data"
 	@echo "make test   - build the environment and run lint, type checks and every test tier"
+	@echo "make test-fast / test-slow - every tier but the slow demo / only the demo (CI runs both side by side)"
 	@echo "make bench  - run the benchmarks against their peers"
 	@echo "make ci     - the pull-request checks locally: lint, pipeline, smoke, gate vs BASE, reports/pr_report.md"
 
@@ -49,6 +50,14 @@ lint: env
 test: env postgres
 	$(BIN)/pipeline lint
 	$(BIN)/python -m pytest -n auto --dist loadfile
+
+# CI runs the suite as two jobs side by side: the minutes-long demo tier (pytest -m slow) on its
+# own, so the main test job's critical path stays short. `make test` still runs everything.
+test-fast: env postgres
+	$(BIN)/python -m pytest -n auto --dist loadfile -m "not slow"
+
+test-slow: env
+	$(BIN)/python -m pytest -n auto --dist loadfile -m slow
 
 # The team set-up tests start PostgreSQL from Debian's package: install it when missing
 # (CI must run those tests, not skip them). sudo only when not already root.
@@ -89,8 +98,9 @@ report: env
 DRIFT_CURRENT ?=
 .PHONY: drift-preflight drift-check retrain drift-alert demo
 
+# The retraining pull request's token (RETRAIN_TOKEN); the drift check itself needs none.
 drift-preflight: env
-	$(BIN)/pipeline github preflight
+	$(BIN)/pipeline preflight --workflow drift --job pr
 
 # The step outputs drift and verdict carry the result, so any verdict exits 0: a failed step
 # then always means bad input or an error (exit 2), never a finding.

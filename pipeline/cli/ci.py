@@ -1,5 +1,7 @@
 """Commands of the ci wing, the pull-request checks: model smoke test, champion fetch, gate, report,
-and `ci`, which runs that whole sequence locally.
+and `ci`, which runs that whole sequence locally; and the steps every workflow job shares:
+`preflight` (its secrets set and reachable), `changes` (what a push asks of cd.yml) and
+`remote pull|push` (the DVC remote).
 """
 
 from __future__ import annotations
@@ -128,3 +130,149 @@ def ci(
     if failed:
         fail(f"ci failed: {', '.join(failed)}")
     typer.echo("ci passed")
+
+
+# ---- the workflows' own steps: preflight, what changed, the DVC remote ----
+remote_app = typer.Typer(help="The DVC remote: pull what a job needs, push what it produced.", no_args_is_help=True)
+app.add_typer(remote_app, name="remote")
+DemoOpt = Annotated[
+    bool,
+    typer.Option("--demo", help="A demo run: the embedded stores stand in for missing secrets (also DEMO_RUN=true)."),
+]
+
+
+@app.command()
+def preflight(
+    *,
+    workflow: Annotated[str, typer.Option("--workflow", help="ci | cd | drift.")],
+    job: Annotated[
+        str | None,
+        typer.Option("--job", help="ci: pipeline|gate; cd: release|production|analyze; drift: check|pr|alert."),
+    ] = None,
+    demo: DemoOpt = False,
+    params: ParamsOpt = DEFAULT_PARAMS,
+) -> None:
+    """First step of a workflow job: what the job needs is set and reachable; exit 2 with one line naming the missing secret."""
+    from pipeline.ci import preflight as checks
+    from pipeline.core.config import load_params
+    from pipeline.monitoring.github import GitHubError, require_token
+
+    try:
+        lines = checks.run(
+            workflow=workflow,
+            job=job,
+            params=load_params(params),
+            demo=checks.demo_mode(flag=demo),
+            require_token=lambda name: require_token(name=name),
+        )
+    except (*known_errors(), checks.PreflightError, GitHubError) as exc:  # type: ignore[misc]
+        fail(str(exc), code=2)
+    for line in lines:
+        typer.echo(line)
+
+
+@app.command()
+def changes(
+    *,
+    before: Annotated[
+        str | None, typer.Option("--before", help="First commit of the range (default: the event's).")
+    ] = None,
+    after: Annotated[
+        str | None, typer.Option("--after", help="Last commit of the range (default: the event's).")
+    ] = None,
+    event: Annotated[
+        Path | None, typer.Option("--event", help="Event payload JSON (default: GITHUB_EVENT_PATH).")
+    ] = None,
+    event_name: Annotated[
+        str | None,
+        typer.Option(
+            "--event-name", help="push | pull_request | schedule | workflow_dispatch (default: GITHUB_EVENT_NAME)."
+        ),
+    ] = None,
+    default_branch: Annotated[
+        str | None,
+        typer.Option("--default-branch", help="For a branch-creating push (default: the event's, else main)."),
+    ] = None,
+    params: ParamsOpt = DEFAULT_PARAMS,
+) -> None:
+    """Print the pushed range's changed paths and decide release | production | analyze | none (kind= and base= in GITHUB_OUTPUT)."""
+    import json
+    import os
+
+    from pipeline.ci.changes import ChangesError, decide, lines, write_output
+    from pipeline.ci.dvcfiles import DvcFilesError
+    from pipeline.core.config import load_params
+    from pipeline.delivery.manifest import DeployError
+
+    event_path = event or (Path(os.environ["GITHUB_EVENT_PATH"]) if os.environ.get("GITHUB_EVENT_PATH") else None)
+    refusals: tuple[type[Exception], ...] = (*known_errors(), ChangesError, DvcFilesError, DeployError)
+    try:
+        payload = {}
+        if event_path is not None:
+            try:
+                payload = json.loads(event_path.read_text(encoding="utf-8"))
+            except (OSError, json.JSONDecodeError) as exc:
+                raise ChangesError(f"{event_path}: not a readable event payload ({exc})") from exc
+        name = event_name or os.environ.get("GITHUB_EVENT_NAME") or ("push" if before or after else "")
+        decision = decide(
+            event_name=name,
+            event=payload if isinstance(payload, dict) else {},
+            params=load_params(params),
+            before=before,
+            after=after,
+            default_branch=default_branch,
+        )
+    except refusals as exc:
+        fail(str(exc), code=2)
+    for line in lines(decision):
+        typer.echo(line)
+    if output := os.environ.get("GITHUB_OUTPUT"):
+        write_output(decision, path=Path(output))
+
+
+def _remote(*, demo: bool, action: str) -> str | None:
+    """The default remote's name; None (after saying so) in a demo run without one."""
+    from pipeline.ci.preflight import ERR_NO_REMOTE, demo_mode
+    from pipeline.core import dvc_remote
+
+    name = dvc_remote.default_remote()
+    if name is None:
+        if demo_mode(flag=demo):
+            typer.echo(f"no DVC remote (demo run): nothing to {action}")
+            return None
+        raise dvc_remote.RemoteError(ERR_NO_REMOTE)
+    return name
+
+
+@remote_app.command("pull")
+def remote_pull(
+    *,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Fail when the remote lacks an object (default: the pipeline rebuilds it).")
+    ] = False,
+    demo: DemoOpt = False,
+) -> None:
+    """`dvc pull` from the default remote (DVC_REMOTE_URL or .dvc/config), so `dvc repro` finds the committed dvc.lock cached."""
+    from pipeline.core import dvc_remote
+
+    try:
+        name = _remote(demo=demo, action="pull")
+        if name is not None:
+            dvc_remote.pull(allow_missing=not strict)
+            typer.echo(f"pulled from DVC remote {name}")
+    except dvc_remote.RemoteError as exc:
+        fail(str(exc), code=2)
+
+
+@remote_app.command("push")
+def remote_push(demo: DemoOpt = False) -> None:
+    """`dvc push` of every cached output to the default remote, so the next runner pulls instead of rebuilding."""
+    from pipeline.core import dvc_remote
+
+    try:
+        name = _remote(demo=demo, action="push")
+        if name is not None:
+            dvc_remote.push([])
+            typer.echo(f"pushed to DVC remote {name}")
+    except dvc_remote.RemoteError as exc:
+        fail(str(exc), code=2)

@@ -37,12 +37,14 @@ def _last_line(result: subprocess.CompletedProcess[str]) -> str:
 
 def remotes(*, root: Path = Path(".")) -> dict[str, str]:
     """Remote name -> URL (redacted), as DVC sees them with every config level merged."""
-    result = _dvc(["remote", "list"], root=root)
+    # `dvc config --list` prints one `remote.<name>.url=<url>` per line; `dvc remote list` wraps a
+    # long URL onto the next line when the output is narrow, which would lose it.
+    result = _dvc(["config", "--list"], root=root)
     out: dict[str, str] = {}
     for line in result.stdout.splitlines():
-        parts = line.split()
-        if len(parts) >= 2:
-            out[parts[0]] = redact(parts[1])
+        key, sep, value = line.strip().partition("=")
+        if sep and key.startswith("remote.") and key.endswith(".url"):
+            out[key.removeprefix("remote.").removesuffix(".url")] = redact(value.strip())
     return out
 
 
@@ -84,8 +86,9 @@ def push(targets: Sequence[str | Path], *, root: Path = Path(".")) -> None:
         raise RemoteError(f"dvc push to {name!r} failed: {_last_line(result)}")
 
 
-def pull(targets: Sequence[str | Path] = (), *, root: Path = Path(".")) -> None:
+def pull(targets: Sequence[str | Path] = (), *, root: Path = Path("."), allow_missing: bool = False) -> None:
+    """`allow_missing`: objects the remote lacks are skipped (the pipeline rebuilds them), not an error."""
     name = require_remote(root=root)
-    result = _dvc(["pull", "-r", name, *map(str, targets)], root=root)
+    result = _dvc(["pull", "-r", name, *(["--allow-missing"] if allow_missing else []), *map(str, targets)], root=root)
     if result.returncode != 0:
         raise RemoteError(f"dvc pull from {name!r} failed: {_last_line(result)}")

@@ -32,6 +32,7 @@ ERR_NO_TOKEN = (
 )
 ERR_NO_REPO = "GITHUB_REPOSITORY is not set (owner/name): run inside GitHub Actions or set it"
 ERR_API = "GitHub API {method} {path} answered {status}: {detail}"
+ERR_NETWORK = "GitHub API {method} {path} could not be reached: {detail}"
 
 
 class GitHubError(RuntimeError):
@@ -72,8 +73,28 @@ def alert_body(*, why: Sequence[str], reason: str, run_url: str | None) -> str:
     return redact("\n".join(lines) + "\n")
 
 
+def no_data_body(*, reason: str, run_url: str | None) -> str:
+    """The issue text when there was nothing to check: a monitoring gap, not a drift finding."""
+    lines = [
+        "The scheduled drift check found no production data to check, so drift is not being watched:",
+        "",
+        f"> {reason or 'no production batch and no answers in the prediction log window'}",
+        "",
+        "Check that the service writes to the prediction log named by the secret PREDICTION_LOG_URL "
+        "(or that the batch file in DRIFT_CURRENT exists). This issue is updated, not duplicated, by later runs.",
+    ]
+    if run_url:
+        lines += ["", f"Run: {run_url}"]
+    return redact("\n".join(lines) + "\n")
+
+
 def _call(client: httpx.Client, method: str, path: str, **kwargs: Any) -> Any:
-    response = client.request(method, path, **kwargs)
+    try:
+        response = client.request(method, path, **kwargs)
+    except httpx.HTTPError as exc:
+        # No network, DNS or a timeout: one line for the job log, not httpx's traceback.
+        detail = " ".join(str(exc).split()) or type(exc).__name__
+        raise GitHubError(ERR_NETWORK.format(method=method, path=path, detail=detail)) from exc
     if response.status_code >= 400:
         detail = response.text[:300]
         raise GitHubError(ERR_API.format(method=method, path=path, status=response.status_code, detail=detail))
