@@ -1,9 +1,13 @@
-"""Serving benchmark: `pipeline serve` against `mlflow models serve` (--env-manager local, one
-worker) on the same model, each a whole process on loopback, one after the other.
+"""Serving benchmark: `pipeline serve` on its compiled path (onnxruntime) and on scikit-learn,
+against `mlflow models serve` (--env-manager local, one worker), on the same model, each a whole
+process on loopback, one after the other.
 
-Measured per server: 1-row requests over one connection (p50, p99, req/s) and over 16
-connections (req/s, p99). Alongside: in-process predict_proba for 1 and 1000 rows, the floor
-a service adds its overhead to.
+The compiled path serves the model file with the ONNX file the train stage would write beside
+it (compiled here from the same model and checked on the prepared test split); the scikit-learn
+path serves the same model file alone. Measured per server: 1-row requests over one connection
+(p50, p99, req/s) and over 16 connections (req/s, p99). Alongside: in-process scoring of 1 and
+1000 rows on both paths, the floor a service adds its overhead to, and the machine's load
+average (other work on the same cores inflates every figure).
 """
 
 from __future__ import annotations
@@ -61,6 +65,43 @@ def _server(cmd: list[str], *, ready_url: str) -> Iterator[float]:
             stop_group(proc, sig=signal.SIGINT, timeout=30)
 
 
+def _serving_path(port: int) -> dict[str, str]:
+    """What /ready says serves, so a figure is never filed under the wrong path."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=10) as response:
+        return dict(json.loads(response.read()).get("serving_path") or {})
+
+
+def _compile(model_path: Path, *, params: Any, target: Path) -> dict[str, Any]:
+    """The model file copied to target/ with the ONNX file the train stage writes beside it."""
+    import hashlib
+    import shutil
+
+    from pipeline.core import io
+    from pipeline.core.schema import conform
+    from pipeline.stages.compiled import compile_model, write
+
+    target.mkdir(parents=True)
+    copy = target / model_path.name
+    shutil.copy2(model_path, copy)
+    test_path = ROOT / params.paths.prepared / "test.parquet"
+    test = io.read_table(test_path) if test_path.is_file() else conform(io.read_table(ROOT / params.data.raw), params)
+    model = io.load_model(copy)
+    # The two kinds build_pipeline makes; any other pipeline is refused by compile_model.
+    kind = "hist_gradient_boosting" if type(model[-1]).__name__.startswith("HistGradient") else "logistic_regression"
+    compiled = compile_model(
+        model,
+        kind=kind,
+        data=params.data,
+        test=test,
+        tolerance=params.train.onnx_tolerance,
+        sklearn_sha256=hashlib.sha256(copy.read_bytes()).hexdigest(),
+    )
+    write(compiled, onnx_path=copy.with_suffix(".onnx"), report_path=target / "compiled.json")
+    return dict(compiled.record)
+
+
 def _measure(*, port: int, path: str, bodies: list[bytes]) -> dict[str, Any]:
     from pipeline.delivery.loadgen import load
 
@@ -82,6 +123,39 @@ def _in_process(model: Any, frame: Any, *, threads: int | None) -> dict[str, flo
     return {"predict_1_row_ms": round(one, 3), "predict_1000_rows_ms": round(thousand, 3)}
 
 
+def _frame_ms(rows: Any, *, data: Any, repeats: int = 200) -> float:
+    """Median cost of building the canonical frame of one request (paid on both paths)."""
+    import statistics
+    import time
+
+    from pipeline.delivery.serve import to_frame
+
+    times = []
+    for _ in range(repeats + 1):
+        started = time.perf_counter()
+        to_frame(rows=rows[:1], data=data)
+        times.append((time.perf_counter() - started) * 1000)
+    return round(statistics.median(times[1:]), 3)
+
+
+def _serve_ours(model_file: Path, *, tmp: Path, bodies: list[bytes], expect: str) -> dict[str, Any]:
+    from pipeline.delivery.loadgen import free_port
+
+    port = free_port()
+    cmd = [sys.executable, "-m", "pipeline", "serve", "--env", "bench", "--model", str(model_file)]
+    cmd += ["--host", "127.0.0.1", "--port", str(port), "--log-url", str(tmp / f"log-{expect}.db")]
+    logger.info("serve bench: pipeline serve (%s path)", expect)
+    with _server(cmd, ready_url=f"http://127.0.0.1:{port}/ready") as startup:
+        served = _serving_path(port)
+        if served.get("champion") != expect:
+            raise RuntimeError(f"pipeline serve --model {model_file} serves on {served}, not {expect}")
+        return {
+            "startup_s": round(startup, 2),
+            "serving_path": expect,
+            **_measure(port=port, path="/predict", bodies=bodies),
+        }
+
+
 def run() -> dict[str, Any]:
     import pandas as pd
 
@@ -90,8 +164,9 @@ def run() -> dict[str, Any]:
     from pipeline.core.tracking import mlflow_module
     from pipeline.delivery.loadgen import free_port
     from pipeline.delivery.serve import to_frame
+    from pipeline.stages.compiled import ONNX, SKLEARN, CompiledModel
 
-    params = load_params(ROOT / "params.yaml")
+    params = load_params(ROOT / "tests" / "fixtures" / "demo" / "params.yaml")
     model_path = ROOT / params.paths.model
     if not model_path.is_file():
         raise RuntimeError(f"{model_path} not found: run `make run` first")
@@ -109,21 +184,34 @@ def run() -> dict[str, Any]:
         "in_process": {
             "default_threads": _in_process(model, frame, threads=None),
             "serve_threads": _in_process(model, frame, threads=params.serve.predict_threads),
+            "to_frame_1_row_ms": _frame_ms(rows, data=params.data),
         },
         "setup": {
             "single_requests": SINGLE_REQUESTS,
             "concurrent_requests": CONCURRENT_REQUESTS,
             "connections": CONNECTIONS,
             "cores": os.cpu_count(),
+            "load_average_before": [round(x, 2) for x in os.getloadavg()],
         },
     }
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp_dir:
+        tmp = Path(tmp_dir)
+        figures["compiled"] = _compile(model_path, params=params, target=tmp / "compiled")
+        onnx = (tmp / "compiled" / model_path.with_suffix(".onnx").name).read_bytes()
+        if onnx:
+            compiled = CompiledModel(
+                onnx,
+                numeric=params.data.numeric_features,
+                categorical=params.data.categorical_features,
+                threads=params.serve.predict_threads,
+            )
+            figures["in_process"]["compiled"] = _in_process(compiled, frame, threads=params.serve.predict_threads)
         mlflow_module()  # telemetry off before mlflow is imported
         import mlflow.sklearn
         from mlflow.models import infer_signature
 
         example = frame.head(5)
-        peer_model = Path(tmp) / "mlflow_model"
+        peer_model = tmp / "mlflow_model"
         mlflow.sklearn.save_model(
             model,
             peer_model,
@@ -146,16 +234,17 @@ def run() -> dict[str, Any]:
                 **_measure(port=peer_port, path="/invocations", bodies=peer_bodies),
             }
 
-        ours_port = free_port()
-        ours_cmd = [sys.executable, "-m", "pipeline", "serve", "--env", "bench", "--model", str(model_path)]
-        ours_cmd += ["--host", "127.0.0.1", "--port", str(ours_port), "--log-url", str(Path(tmp) / "log.db")]
         ours_bodies = [json.dumps({"association_id": f"bench-{i}", "features": r}).encode() for i, r in enumerate(rows)]
-        logger.info("serve bench: pipeline serve")
-        with _server(ours_cmd, ready_url=f"http://127.0.0.1:{ours_port}/ready") as startup:
-            figures["pipeline_serve"] = {
-                "startup_s": round(startup, 2),
-                **_measure(port=ours_port, path="/predict", bodies=ours_bodies),
-            }
+        # The same model file without the ONNX file beside it: the scikit-learn path.
+        plain = tmp / "sklearn" / model_path.name
+        plain.parent.mkdir()
+        plain.write_bytes(model_path.read_bytes())
+        figures["pipeline_serve"] = _serve_ours(plain, tmp=tmp, bodies=ours_bodies, expect=SKLEARN)
+        if onnx:
+            figures["pipeline_serve_compiled"] = _serve_ours(
+                tmp / "compiled" / model_path.name, tmp=tmp, bodies=ours_bodies, expect=ONNX
+            )
+    figures["setup"]["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
 
     ours, peer = figures["pipeline_serve"], figures["mlflow_models_serve"]
     floor = figures["in_process"]["serve_threads"]["predict_1_row_ms"]
@@ -171,23 +260,58 @@ def run() -> dict[str, Any]:
         "concurrent_5x_peer_throughput": figures["ratios"]["concurrent_throughput_vs_peer"] >= 5,
         "concurrent_lower_p99": ours["concurrent"]["p99_ms"] < peer["concurrent"]["p99_ms"],
     }
+    fast = figures.get("pipeline_serve_compiled")
+    if fast is not None:
+        figures["ratios"].update(
+            {
+                "compiled_single_p50_vs_sklearn_path": round(fast["single"]["p50_ms"] / ours["single"]["p50_ms"], 3),
+                "compiled_single_p50_vs_peer": round(fast["single"]["p50_ms"] / peer["single"]["p50_ms"], 3),
+                "compiled_concurrent_throughput_vs_sklearn_path": round(
+                    fast["concurrent"]["req_per_s"] / ours["concurrent"]["req_per_s"], 2
+                ),
+                "compiled_concurrent_throughput_vs_peer": round(
+                    fast["concurrent"]["req_per_s"] / peer["concurrent"]["req_per_s"], 2
+                ),
+                "compiled_concurrent_p99_vs_peer": round(
+                    fast["concurrent"]["p99_ms"] / peer["concurrent"]["p99_ms"], 3
+                ),
+            }
+        )
+        figures["targets"].update(
+            {
+                "compiled_single_p50_at_most_2_ms": fast["single"]["p50_ms"] <= 2,
+                "compiled_concurrent_20x_peer_throughput": figures["ratios"]["compiled_concurrent_throughput_vs_peer"]
+                >= 20,
+                "compiled_concurrent_p99_under_10_ms": fast["concurrent"]["p99_ms"] < 10,
+            }
+        )
     return figures
 
 
 def render(f: dict[str, Any]) -> str:
     lines = [
-        "| server | 1 conn p50 ms | 1 conn p99 ms | 1 conn req/s | 16 conn req/s | 16 conn p99 ms | 5xx |",
-        "|---|---|---|---|---|---|---|",
+        "| server | path | 1 conn p50 ms | 1 conn p99 ms | 1 conn req/s | 16 conn req/s | 16 conn p99 ms | 5xx |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    for name in ("pipeline_serve", "mlflow_models_serve"):
+    for name in ("pipeline_serve_compiled", "pipeline_serve", "mlflow_models_serve"):
+        if name not in f:
+            continue
         s, c = f[name]["single"], f[name]["concurrent"]
         lines.append(
-            f"| {name} | {s['p50_ms']} | {s['p99_ms']} | {s['req_per_s']} | {c['req_per_s']} | {c['p99_ms']} | "
-            f"{s['status_5xx'] + c['status_5xx']} |"
+            f"| {name} | {f[name].get('serving_path', 'sklearn')} | {s['p50_ms']} | {s['p99_ms']} | {s['req_per_s']} | "
+            f"{c['req_per_s']} | {c['p99_ms']} | {s['status_5xx'] + c['status_5xx']} |"
         )
     ip = f["in_process"]
+    compiled = f.get("compiled", {})
     lines.append("")
+    lines.append(
+        f"compiled path: {compiled.get('serving_path')} ({compiled.get('reason') or 'parity'}: {compiled.get('parity')})"
+    )
     lines.append(f"in-process predict (serve threads): {ip['serve_threads']}; default threads: {ip['default_threads']}")
+    lines.append(f"in-process compiled: {ip.get('compiled')}; canonical frame of 1 row: {ip['to_frame_1_row_ms']} ms")
+    lines.append(
+        f"load average before/after: {f['setup']['load_average_before']} / {f['setup'].get('load_average_after')}"
+    )
     lines.append(f"ratios: {f['ratios']}")
     lines.append(f"targets met: {f['targets']}")
     return "\n".join(lines)

@@ -49,6 +49,8 @@ class LoadedModel:
     run_id: str
     model: Pipeline
     signature_columns: list[str]
+    # The train stage's ONNX file when the artifact carries one (covered by the same hash).
+    compiled: bytes | None = None
 
 
 def tree_sha256(root: Path) -> str:
@@ -131,6 +133,7 @@ def load_model_version(*, name: str, version: str, pinned: str | None = None) ->
     import yaml
 
     from pipeline.core.io import ModelFileError, load_model
+    from pipeline.delivery.compiled import onnx_in_artifact
 
     mlflow_client = client()
     with tempfile.TemporaryDirectory(prefix="model-") as tmp:
@@ -141,10 +144,16 @@ def load_model_version(*, name: str, version: str, pinned: str | None = None) ->
             model_file = local / meta["flavors"]["sklearn"]["pickled_model"]
             model = load_model(model_file)
             columns = _signature_columns(local)
+            compiled = onnx_in_artifact(local)
         except (OSError, KeyError, TypeError, AttributeError, yaml.YAMLError, ModelFileError) as exc:
             raise RegistryError(f"model {name} version {version}: damaged artifact: {one_line(exc)}") from exc
     return LoadedModel(
-        name=name, version=str(mv.version), run_id=str(mv.run_id or ""), model=model, signature_columns=columns
+        name=name,
+        version=str(mv.version),
+        run_id=str(mv.run_id or ""),
+        model=model,
+        signature_columns=columns,
+        compiled=compiled,
     )
 
 

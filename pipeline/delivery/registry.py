@@ -118,7 +118,8 @@ def lineage_tags(*, run: dict[str, Any], params_path: Path, status: dict[str, st
     from pipeline.core.tracking import git_commit
 
     commit, dirty = git_commit()
-    tags = {k: str(v) for k, v in run.items() if k.startswith(("data.", "params.", "env."))}
+    # serving.path (onnx|sklearn): the train stage's compilation verdict travels to the version.
+    tags = {k: str(v) for k, v in run.items() if k.startswith(("data.", "params.", "env.", "serving."))}
     tags.update(
         {
             "git.commit": commit,

@@ -1,5 +1,6 @@
 """Fit every candidate estimator named in params, keep the best on the validation split,
-log the run (params, metrics, model, lineage) to MLflow and write the model file.
+log the run (params, metrics, model, lineage) to MLflow and write the model file, with its
+ONNX compilation beside it when that scores like scikit-learn (pipeline.stages.compiled).
 """
 
 from __future__ import annotations
@@ -22,10 +23,15 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 
 from pipeline.core.config import DataSection, EstimatorSpec, Params
+from pipeline.stages.compiled.export import ONNX, Compiled
 
 logger = logging.getLogger(__name__)
 
 MODEL_ARTIFACT = "model"
+# Tag on the run, the logged model and (copied by `pipeline register`) the version: onnx|sklearn.
+SERVING_PATH_TAG = "serving.path"
+# Names inside the logged model's extra_files/: serving looks for them there.
+ONNX_FILE, COMPILED_REPORT = "model.onnx", "compiled.json"
 # Packages the logged model needs to load; versions are read from the installed environment.
 MODEL_REQUIREMENTS = ("scikit-learn", "skops", "pandas", "numpy", "scipy")
 
@@ -61,7 +67,9 @@ def build_pipeline(*, data: DataSection, spec: EstimatorSpec, seed: int) -> Pipe
     else:
         nullable = [c for c in numeric if data.numeric[c].nullable]
         complete = [c for c in numeric if c not in nullable]
-        imputed = Pipeline([("impute", SimpleImputer(strategy="median", add_indicator=True)), ("scale", StandardScaler())])
+        imputed = Pipeline(
+            [("impute", SimpleImputer(strategy="median", add_indicator=True)), ("scale", StandardScaler())]
+        )
         encode = ColumnTransformer(
             [
                 ("num", StandardScaler(), complete),
@@ -149,8 +157,16 @@ def leaderboard(*, results: list[CandidateResult], params: Params) -> dict[str, 
     return {"chosen": results[0].name, "primary_metric": params.train.primary_metric, "leaderboard": rows}
 
 
-def log_run(*, results: list[CandidateResult], params: Params, tags: dict[str, str], example: pd.DataFrame) -> str:
-    """One MLflow run with a child run per candidate and the chosen model; returns the run id."""
+def log_run(
+    *, results: list[CandidateResult], params: Params, tags: dict[str, str], example: pd.DataFrame, compiled: Compiled
+) -> str:
+    """One MLflow run with a child run per candidate and the chosen model; returns the run id.
+
+    The compilation report always travels inside the logged model, the ONNX file only when it
+    passed parity: the version's artifact hash then covers both, and serving finds them there.
+    """
+    import tempfile
+
     from mlflow.models import infer_signature
 
     from pipeline.core import io
@@ -176,17 +192,47 @@ def log_run(*, results: list[CandidateResult], params: Params, tags: dict[str, s
         signature = infer_signature(example, best.model.predict_proba(example)[:, 1])
         import mlflow.sklearn
 
-        mlflow.sklearn.log_model(
-            best.model,
-            name=MODEL_ARTIFACT,
-            serialization_format="skops",
-            skops_trusted_types=io.SKOPS_TRUSTED_TYPES,
-            signature=signature,
-            input_example=example,
-            pip_requirements=model_requirements(),
-            pyfunc_predict_fn="predict_proba",
-        )
+        with tempfile.TemporaryDirectory(prefix="compiled-") as tmp:
+            extra = [Path(tmp) / COMPILED_REPORT]
+            io.write_json(compiled.record, extra[0])
+            if compiled.serving_path == ONNX and compiled.onnx is not None:
+                extra.append(Path(tmp) / ONNX_FILE)
+                extra[1].write_bytes(compiled.onnx)
+            info = mlflow.sklearn.log_model(
+                best.model,
+                name=MODEL_ARTIFACT,
+                serialization_format="skops",
+                skops_trusted_types=io.SKOPS_TRUSTED_TYPES,
+                signature=signature,
+                input_example=example,
+                pip_requirements=model_requirements(),
+                pyfunc_predict_fn="predict_proba",
+                extra_files=[str(p) for p in extra],
+            )
+        mlflow.set_tag(SERVING_PATH_TAG, compiled.serving_path)
+        mlflow.set_logged_model_tags(info.model_id, {SERVING_PATH_TAG: compiled.serving_path})
+        if compiled.record.get("parity"):
+            mlflow.log_metric("onnx_parity_max_abs_diff", float(compiled.record["parity"]["max_abs_diff"]))
         return str(run.info.run_id)
+
+
+def compile_best(*, best: CandidateResult, params: Params) -> Compiled:
+    """The chosen model compiled to ONNX and checked on the test split; the file (empty when
+    refused) beside the model file and reports/compiled.json say which path will serve.
+    """
+    from pipeline.core import io
+    from pipeline.stages.compiled.export import compile_model, sha256, write
+
+    compiled = compile_model(
+        best.model,
+        kind=best.kind,
+        data=params.data,
+        test=io.read_table(params.paths.prepared / "test.parquet"),
+        tolerance=params.train.onnx_tolerance,
+        sklearn_sha256=sha256(params.paths.model.read_bytes()),
+    )
+    write(compiled, onnx_path=params.paths.compiled, report_path=params.paths.reports / COMPILED_REPORT)
+    return compiled
 
 
 def main(*, params: Params, params_path: Path) -> dict[str, Any]:
@@ -196,12 +242,25 @@ def main(*, params: Params, params_path: Path) -> dict[str, Any]:
     valid = io.read_table(params.paths.prepared / "valid.parquet")
     results = fit_candidates(train=train, valid=valid, params=params)
     tags = lineage_tags(params=params, params_path=params_path)
-    run_id = log_run(results=results, params=params, tags=tags, example=train[list(params.data.features)].head(5))
     io.save_model(results[0].model, params.paths.model)
+    compiled = compile_best(best=results[0], params=params)
+    run_id = log_run(
+        results=results,
+        params=params,
+        tags=tags,
+        example=train[list(params.data.features)].head(5),
+        compiled=compiled,
+    )
     report = leaderboard(results=results, params=params)
     io.write_json(report, params.paths.reports / "train.json")
     # Kept apart from train.json: the run id differs every run, the leaderboard does not.
     io.write_json(
-        {"run_id": run_id, "experiment": params.tracking.experiment, **tags}, params.paths.reports / "run.json"
+        {
+            "run_id": run_id,
+            "experiment": params.tracking.experiment,
+            **tags,
+            SERVING_PATH_TAG: compiled.serving_path,
+        },
+        params.paths.reports / "run.json",
     )
     return {**report, "run_id": run_id}

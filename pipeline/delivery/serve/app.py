@@ -19,6 +19,7 @@ from starlette.requests import ClientDisconnect
 
 from pipeline.core.config import Params
 from pipeline.core.redact import redact
+from pipeline.delivery.compiled import serving_path
 from pipeline.delivery.serve.batching import Batcher, Item
 from pipeline.delivery.serve.feedback import Feedback
 from pipeline.delivery.serve.http import ERR_BODY_TIMEOUT, ERR_DISCONNECTED, ERR_MEDIA_TYPE, ERR_TOO_LARGE
@@ -138,10 +139,10 @@ class Service:
         self.metrics.model.clear()
         routing = self.manager.routing
         if routing is not None:
-            self.metrics.model.labels("champion", routing.champion.version).set(1)
+            self.metrics.model.labels("champion", routing.champion.version, serving_path(routing.champion)).set(1)
             if routing.challenger is not None:
                 role = "shadow" if routing.state.strategy == "shadow" else "challenger"
-                self.metrics.model.labels(role, routing.challenger.version).set(1)
+                self.metrics.model.labels(role, routing.challenger.version, serving_path(routing.challenger)).set(1)
         if self.writer is not None:
             self.metrics.log_pending.set(self.writer.pending())
 
@@ -162,7 +163,9 @@ def create_app(
     service = Service(
         params=params,
         env=env,
-        manager=ModelManager(source=watch, data=params.data, probe=probe),
+        manager=ModelManager(
+            source=watch, data=params.data, probe=probe, compiled=serve.compiled, threads=serve.predict_threads
+        ),
         profile=profile,
         writer=writer,
         watch=watch,
@@ -242,6 +245,12 @@ def create_app(
                 challenger=None if routing.challenger is None else routing.challenger.version,
                 strategy=routing.state.strategy,
                 traffic_share=routing.state.traffic_share,
+                # onnx or sklearn per loaded role (params serve.compiled and the version decide).
+                serving_path={
+                    role: serving_path(model)
+                    for role, model in (("champion", routing.champion), ("challenger", routing.challenger))
+                    if model is not None
+                },
             )
         return _json(body, 200 if body["ready"] else 503)
 

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.core.config import DataSection
+from pipeline.delivery.compiled import ONNX, serving_path
 from pipeline.delivery.serve.inputs import to_frame
 from pipeline.delivery.serve.models import (
     ERR_NO_MODEL,
@@ -26,6 +27,11 @@ from pipeline.delivery.serve.models import (
 )
 
 logger = logging.getLogger(__name__)
+
+
+def compiled_only(routing: Routing) -> bool:
+    """Whether every model that may score a batch runs on onnxruntime."""
+    return all(serving_path(m) == ONNX for m in (routing.champion, routing.challenger) if m is not None)
 
 
 def limit_threads(threads: int) -> None:
@@ -126,9 +132,10 @@ class Batcher:
                     state=routing.state,
                     has_challenger=routing.challenger is not None,
                 )
-            if len(batch) == 1 and not self._items:
+            if (len(batch) == 1 and not self._items) or compiled_only(routing):
                 # A lone row scores faster inline than through a thread hand-off; with nothing
-                # else queued there is no parsing to overlap with it.
+                # else queued there is no parsing to overlap with it. A compiled model scores a
+                # whole batch in about a millisecond: a hand-off would cost more than it overlaps.
                 results = self._score_answers(routing, batch)
             else:
                 results = await loop.run_in_executor(self._executor, self._score_answers, routing, batch)

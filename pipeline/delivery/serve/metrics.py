@@ -42,7 +42,10 @@ class Metrics:
             registry=self.registry,
         )
         self.model = Gauge(
-            "serve_model_info", "Loaded model versions by role.", ["role", "version"], registry=self.registry
+            "serve_model_info",
+            "Loaded model versions by role, and the path scoring each (onnx or sklearn).",
+            ["role", "version", "serving_path"],
+            registry=self.registry,
         )
         self.ready = Gauge("serve_ready", "1 when a model is loaded (what /ready answers).", registry=self.registry)
         self.current = Gauge(

@@ -67,6 +67,8 @@ class LocalModel:
     run_id: str | None
     model: Any
     signature_columns: list[str]
+    # ONNX bytes admitted by the train stage; the manager decides whether they serve.
+    compiled: bytes | None = None
 
 
 def state_from_registry(state: Any) -> ServingState:
@@ -144,8 +146,9 @@ class FileSource:
 
     def load(self, version: str) -> LoadedModelLike:
         from pipeline.core import io
+        from pipeline.delivery.compiled import onnx_beside
 
-        return LocalModel(self.name, version, None, io.load_model(self.path), self.features)
+        return LocalModel(self.name, version, None, io.load_model(self.path), self.features, onnx_beside(self.path))
 
 
 def bucket(association_id: str) -> float:
@@ -174,8 +177,12 @@ class ModelManager:
     model of the new state loaded and passed its checks, so a failure never unloads anything.
     """
 
-    def __init__(self, *, source: ModelSource, data: DataSection, probe: pd.DataFrame) -> None:
+    def __init__(
+        self, *, source: ModelSource, data: DataSection, probe: pd.DataFrame, compiled: str = "auto", threads: int = 1
+    ) -> None:
         self.source, self.data, self.probe = source, data, probe
+        # params serve.compiled and serve.predict_threads: which path may score, on how many threads.
+        self.compiled, self.threads = compiled, threads
         self.routing: Routing | None = None
         self.problem: str | None = "models not loaded yet"
         self.reloads = {"swapped": 0, "unchanged": 0, "failed": 0}
@@ -185,6 +192,8 @@ class ModelManager:
     def _checked(self, version: str) -> LoadedModelLike:
         if version in self._cache:
             return self._cache[version]
+        from pipeline.delivery.compiled import served
+
         loaded = self.source.load(version)
         missing = sorted(set(self.data.features) - set(loaded.signature_columns))
         extra = sorted(set(loaded.signature_columns) - set(self.data.features))
@@ -193,8 +202,11 @@ class ModelManager:
         proba = np.asarray(loaded.model.predict_proba(self.probe))
         if proba.shape != (len(self.probe), 2) or not np.all((proba >= 0) & (proba <= 1)):
             raise ServeError(f"predict_proba on a probe row returned {proba.shape}, not probabilities")
-        self._cache[version] = loaded
-        return loaded
+        # Checked on scikit-learn first: the compiled path must then agree with it on the probe.
+        serving = served(loaded, mode=self.compiled, data=self.data, probe=self.probe, threads=self.threads)
+        logger.info("model version %s scores on %s", version, serving.serving_path)
+        self._cache[version] = serving
+        return serving
 
     def refresh(self) -> bool:
         """True when the served state matches the source after this call."""
