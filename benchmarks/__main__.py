@@ -11,7 +11,13 @@ import sys
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SUITES = {"pipeline": "benchmarks.pipeline_bench", "drift": "benchmarks.drift_bench", "serve": "benchmarks.serve_bench"}
+SUITES = {
+    "pipeline": "benchmarks.pipeline_bench",
+    "drift": "benchmarks.drift_bench",
+    "serve": "benchmarks.serve_bench",
+    # 10M rows by default; `python -m benchmarks.score_bench --rows N` for another size.
+    "score": "benchmarks.score_bench",
+}
 
 
 def main(argv: list[str]) -> int:

@@ -91,7 +91,7 @@ def _worker_ours(ref_path: Path, cur_path: Path) -> dict[str, Any]:
     from pipeline.core.config import load_params
     from pipeline.monitoring.drift import DRIFT, feature_drift
 
-    config = load_params(ROOT / "params.yaml").drift
+    config = load_params(ROOT / "tests" / "fixtures" / "demo" / "params.yaml").drift
     start = time.perf_counter()
     ref, cur = pd.read_parquet(ref_path), pd.read_parquet(cur_path)
     read_s = time.perf_counter() - start

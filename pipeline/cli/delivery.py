@@ -164,6 +164,84 @@ def lineage(
 
 
 @app.command()
+def score(
+    *,
+    model: Annotated[
+        str,
+        typer.Option(
+            "--model",
+            help="A registry alias (staging-champion; champion = params gate.champion_env's), a version "
+            "number, or a .skops model file.",
+        ),
+    ],
+    input_spec: Annotated[
+        str, typer.Option("--input", help="A parquet or CSV file, a folder of them, or a quoted glob.")
+    ],
+    output: Annotated[Path, typer.Option("--output", help="Folder for predictions/, rejects/ and _SUCCESS.json.")],
+    rejects_fail: Annotated[
+        bool,
+        typer.Option(
+            "--rejects-fail/--no-rejects-fail",
+            help="Exit 1 when the rejected share of rows is above params score.max_reject_share.",
+        ),
+    ] = True,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace an earlier scoring output of another input, model or params.")
+    ] = False,
+    engine: Annotated[
+        str | None,
+        typer.Option("--engine", help="local (this process) or dask (a cluster); default: params score.engine."),
+    ] = None,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            "--scheduler",
+            help="Dask scheduler address (default: DASK_SCHEDULER_ADDRESS, else a local cluster sized to the machine).",
+        ),
+    ] = None,
+    log: Annotated[
+        bool | None,
+        typer.Option(
+            "--log/--no-log",
+            help="Append the scored rows to the prediction log as env batch (default: params score.log).",
+        ),
+    ] = None,
+    log_url: LogUrlOpt = None,
+    params: ParamsOpt = DEFAULT_PARAMS,
+) -> None:
+    """Score a table in batches: predictions and rejects as parquet parts; a rerun is a no-op."""
+    from pipeline.core.config import load_params
+    from pipeline.core.predlog import PredictionLogError
+    from pipeline.delivery.registry_client import RegistryError
+    from pipeline.delivery.score import ScoreError, interrupt_on_sigterm, summary
+    from pipeline.delivery.score import score as score_table
+
+    verbose()
+    interrupt_on_sigterm()
+    try:
+        config = load_params(params)
+        outcome = score_table(
+            params=config,
+            model_ref=model,
+            input_spec=input_spec,
+            output=output,
+            force=force,
+            engine=engine,
+            scheduler=scheduler,
+            log=log,
+            log_url=log_url,
+        )
+    except (*known_errors(), ScoreError, RegistryError, PredictionLogError, OSError) as exc:  # type: ignore[misc]
+        fail(str(exc), code=2)
+    typer.echo(summary(outcome, output=output))
+    if rejects_fail and outcome.too_many_rejects(config):
+        fail(
+            f"{outcome.reject_share():.2%} of the rows were rejected (see {output}/rejects), above params "
+            f"score.max_reject_share {config.score.max_reject_share:.2%}"
+        )
+
+
+@app.command()
 def serve(
     *,
     env: Annotated[str, typer.Option("--env", help="Environment whose registry aliases are served.")],

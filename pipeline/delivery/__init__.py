@@ -1,6 +1,6 @@
 """From a trained model to traffic: the registry, GitOps deploy manifests applied under a
 crash-safe lock with sealed states, serving with canary and shadow routing, canary analysis,
-smoke checks, lineage and a load generator.
+smoke checks, lineage, batch scoring of tables and a load generator.
 
 Imports `pipeline.core` and `pipeline.stages` only.
 """
@@ -12,6 +12,7 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
     submodules=[
         "artifacts",
         "canary",
+        "compiled",
         "deploy",
         "lineage",
         "loadgen",
@@ -21,6 +22,7 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
         "registry",
         "registry_client",
         "registry_state",
+        "score",
         "serve",
         "service_smoke",
         "smoke",
