@@ -14,8 +14,11 @@ from pipeline.cli.common import DEFAULT_PARAMS, LogUrlOpt, ParamsOpt, fail, know
 app = typer.Typer()
 sample_app = typer.Typer(help="Logged predictions for human labelling.", no_args_is_help=True)
 github_app = typer.Typer(help="The drift workflow's GitHub calls: token check and alert issue.", no_args_is_help=True)
+# `pipeline retrain` retrains; `pipeline retrain paths` lists what its pull request commits.
+retrain_app = typer.Typer()
 app.add_typer(sample_app, name="sample")
 app.add_typer(github_app, name="github")
+app.add_typer(retrain_app, name="retrain")
 TokenEnvOpt = Annotated[str, typer.Option("--token-env", help="Environment variable holding the token.")]
 
 
@@ -57,25 +60,39 @@ def drift(
     ] = False,
     log_url: Annotated[
         str | None,
-        typer.Option("--log-url", help="Read the batch and its predictions from this prediction log instead."),
+        typer.Option(
+            "--log-url",
+            help="Read the batch, its predictions and their labels from this prediction log "
+            "(default without --current: PREDICTION_LOG_URL when set).",
+        ),
     ] = None,
-    env: Annotated[str | None, typer.Option("--env", help="With --log-url: only this environment's answers.")] = None,
-    since: Annotated[str | None, typer.Option("--since", help="With --log-url: ISO date/time or age (30d).")] = None,
-    until: Annotated[
-        str | None, typer.Option("--until", help="With --log-url: ISO date/time or age; exclusive.")
+    env: Annotated[
+        str | None, typer.Option("--env", help="From the log: this environment's answers (default: params drift.env).")
     ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option("--since", help="From the log: ISO date/time or age (default: params drift.window, e.g. 7d)."),
+    ] = None,
+    until: Annotated[str | None, typer.Option("--until", help="From the log: ISO date/time or age; exclusive.")] = None,
     params: ParamsOpt = DEFAULT_PARAMS,
 ) -> None:
-    """Compare a production batch with the reference: exit 0 no drift, 1 drift or data quality (features missing or infinite beyond the reference's share), 2 not enough data or bad input."""
+    """Compare a production batch with the reference: exit 0 no drift, 1 drift or data quality (features missing or infinite beyond the reference's share), 2 not enough data or bad input, 3 no production data at all."""
+    import os
+
     from pipeline.core.config import load_params
+    from pipeline.core.predlog import LOG_URL_ENV
     from pipeline.monitoring.drift import EXIT_CODES, NOT_ENOUGH_DATA, DriftInputError, run
     from pipeline.monitoring.drift.check import default_batch
-    from pipeline.monitoring.drift.report import one_line
+    from pipeline.monitoring.drift.quality import EXIT_NO_DATA, NoProductionData
+    from pipeline.monitoring.drift.report import one_line, write_no_data_output
 
     verbose()
     refusals: tuple[type[Exception], ...] = (*known_errors(), DriftInputError)
     try:
         config = load_params(params)
+        if current is None and predictions is None and log_url is None:
+            # A team's production data is in its log; the shipped files are the demo's fallback.
+            log_url = os.environ.get(LOG_URL_ENV) or None
         # Predictions belong to one batch: with --predictions the batch must be named, not guessed.
         if current is None and log_url is None and predictions is None:
             current = default_batch(params=config)
@@ -95,6 +112,17 @@ def drift(
             since=since,
             until=until,
         )
+    except NoProductionData as exc:
+        # A monitoring gap, not a broken input: the workflow opens an alert on verdict=no data.
+        if github_output := os.environ.get("GITHUB_OUTPUT"):
+            write_no_data_output(reason=str(exc), path=github_output)
+        if exit_zero_on_verdict:
+            # The workflow alerts on verdict=no data: a failed step must still mean a broken check.
+            from pipeline.core.redact import redact
+
+            typer.secho(redact(f"no production data: {exc}"), fg=typer.colors.YELLOW, err=True)
+            raise typer.Exit(0) from None
+        fail(f"no production data: {exc}", code=EXIT_NO_DATA)
     except refusals as exc:
         fail(str(exc), code=EXIT_CODES[NOT_ENOUGH_DATA])
     typer.echo(one_line(summary=summary))
@@ -169,8 +197,9 @@ def sample_export(
     typer.echo(f"wrote {len(rows)} rows to {out}")
 
 
-@app.command()
+@retrain_app.callback(invoke_without_command=True)
 def retrain(
+    ctx: typer.Context,
     *,
     drift: Annotated[
         Path | None,
@@ -186,12 +215,29 @@ def retrain(
             help="Exit 0 when too few labels (status=refused in GITHUB_OUTPUT); failures still exit 1 or 2.",
         ),
     ] = False,
+    log_url: Annotated[
+        str | None,
+        typer.Option(
+            "--log-url",
+            help="Labelled rows from this prediction log (default: PREDICTION_LOG_URL when set; else the "
+            "labelled period files in params retrain.production_dir, the demo's path).",
+        ),
+    ] = None,
+    env: Annotated[
+        str | None, typer.Option("--env", help="From the log: this environment's answers (default: params drift.env).")
+    ] = None,
     params: ParamsOpt = DEFAULT_PARAMS,
 ) -> None:
-    """New training table from reference + labelled production data, rerun, gate, PR body: exit 0 ready, 1 failed, 2 bad input, 3 too few labels."""
+    """New training table from reference + labelled production data (the prediction log when PREDICTION_LOG_URL is set), stored in the DVC remote, rerun, gate, PR body: exit 0 ready, 1 failed, 2 bad input (no or unreachable remote too), 3 too few labels."""
+    if ctx.invoked_subcommand is not None:
+        return
+    import os
+
     from pipeline.ci.gate import GateInputError
     from pipeline.core import runner
     from pipeline.core.config import load_params
+    from pipeline.core.dvc_remote import RemoteError
+    from pipeline.core.predlog import LOG_URL_ENV
     from pipeline.monitoring.retrain import EXIT_CODES, REFUSED, RetrainInputError, RetrainRefused, run
 
     verbose()
@@ -200,7 +246,14 @@ def retrain(
         # The drift check's own report, when it ran first (as in the workflow).
         found = config.drift.out_dir / "drift.json"
         drift_path = drift if drift is not None else (found if found.is_file() else None)
-        summary = run(params=config, params_path=params, drift_path=drift_path, champion_model=champion_model)
+        summary = run(
+            params=config,
+            params_path=params,
+            drift_path=drift_path,
+            champion_model=champion_model,
+            log_url=log_url or os.environ.get(LOG_URL_ENV) or None,
+            env=env,
+        )
     except RetrainRefused as exc:
         if exit_zero_on_refusal:
             # An expected outcome for the workflow (it alerts instead), so not an error; printed
@@ -210,15 +263,40 @@ def retrain(
             typer.secho(redact(f"retraining refused: {exc}"), fg=typer.colors.YELLOW, err=True)
             return
         fail(f"retraining refused: {exc}", code=EXIT_CODES[REFUSED])
-    except (*known_errors(), RetrainInputError, GateInputError) as exc:  # type: ignore[misc]
-        fail(str(exc), code=EXIT_CODES["bad input"])
+    except (*known_errors(), RetrainInputError, GateInputError, RemoteError) as exc:  # type: ignore[misc]
+        fail(" ".join(str(exc).split()), code=EXIT_CODES["bad input"])
     except runner.ReproFailed as exc:
         fail(str(exc), code=EXIT_CODES["failed"])
     gate_verdict = "passed" if summary["gate_passed"] else "FAILED"
     typer.echo(
-        f"retrained on {summary['data']['new']['path']} ({summary['data']['new']['rows']} rows); gate {gate_verdict}"
+        f"retraining {summary['status']}: retrained on {summary['data']['new']['path']} "
+        f"({summary['data']['new']['rows']} rows); gate {gate_verdict}"
     )
+    if summary["storage"]:
+        typer.echo(f"stored: {summary['storage']['pointer']} -> DVC remote {summary['storage']['remote']!r}")
     typer.echo(f"pull-request body: {summary['body']}")
+
+
+@retrain_app.command("paths")
+def retrain_paths(params: ParamsOpt = DEFAULT_PARAMS) -> None:
+    """The paths the retraining pull request commits, one per line: params.yaml, dvc.lock, the table's .dvc pointer and the outputs dvc.yaml keeps in git; never a DVC-tracked table. Also `paths` in GITHUB_OUTPUT."""
+    import os
+
+    from pipeline.ci.dvcfiles import write_paths_output
+    from pipeline.core.config import load_params
+    from pipeline.core.dvc_remote import RemoteError
+    from pipeline.monitoring.retrain import commit_paths
+
+    try:
+        config = load_params(params)
+        paths = commit_paths(raw=config.data.raw, params_path=params)
+    except (*known_errors(), RemoteError, OSError) as exc:  # type: ignore[misc]
+        fail(" ".join(str(exc).split()), code=2)
+    for path in paths:
+        typer.echo(path)
+    if output := os.environ.get("GITHUB_OUTPUT"):
+        # The workflow's pull-request step takes its add-paths from this output.
+        write_paths_output(paths, path=Path(output))
 
 
 @github_app.command("preflight")
@@ -242,13 +320,13 @@ def github_alert(
     token_env: TokenEnvOpt = "GITHUB_TOKEN",
     params: ParamsOpt = DEFAULT_PARAMS,
 ) -> None:
-    """Open or update the one alert issue: drift found but retraining refused (too few labels)."""
+    """Open or update the one alert issue: drift found but retraining refused (too few labels), or no production data (no drift.json; the reason from DRIFT_REASON)."""
     import os
 
     from pipeline.core import io
     from pipeline.core.config import load_params
     from pipeline.monitoring import github
-    from pipeline.monitoring.retrain import RetrainInputError, RetrainRefused, plan, why_lines
+    from pipeline.monitoring.retrain import RetrainInputError, RetrainRefused, plan, plan_from_log, why_lines
 
     verbose()
     try:
@@ -257,13 +335,22 @@ def github_alert(
         if not repo:
             raise github.GitHubError(github.ERR_NO_REPO)
         config = load_params(params)
-        try:
-            plan(params=config)
-            reason = "retraining is possible now: rerun the workflow"
-        except (RetrainRefused, RetrainInputError) as exc:
-            reason = str(exc)
-        findings = io.read_json(drift or config.drift.out_dir / "drift.json")
-        body = github.alert_body(why=why_lines(findings), reason=reason, run_url=github.run_url())
+        report = drift or config.drift.out_dir / "drift.json"
+        if drift is None and not report.is_file():
+            # No production data: the check wrote no report; its reason comes from its step output.
+            body = github.no_data_body(reason=os.environ.get("DRIFT_REASON", ""), run_url=github.run_url())
+        else:
+            try:
+                # The same rows retraining would read: the log's window when the log is configured.
+                if log_url := os.environ.get("PREDICTION_LOG_URL"):
+                    plan_from_log(params=config, url=log_url)
+                else:
+                    plan(params=config)
+                reason = "retraining is possible now: rerun the workflow"
+            except (RetrainRefused, RetrainInputError) as exc:
+                reason = str(exc)
+            findings = io.read_json(report)
+            body = github.alert_body(why=why_lines(findings), reason=reason, run_url=github.run_url())
         with github.client_for(token=token) as client:
             action, number = github.open_or_update_alert(client=client, repo=repo, body=body)
     except (*known_errors(), github.GitHubError) as exc:  # type: ignore[misc]

@@ -135,6 +135,24 @@ def labelled_predictions(
             opened.close()
 
 
+def label_count(
+    store: LogStore | str,
+    since: float | datetime | None = None,
+    *,
+    retention_days: int | None = None,
+    now: float | None = None,
+) -> int:
+    """How many ids hold a label received since `since`, whether or not a logged prediction
+    carries the id; clamped to the retention like `labelled_predictions`.
+    """
+    opened = _open_existing(store) if isinstance(store, str) else store
+    try:
+        return opened.count_labels(since=_seconds(since), label_floor=_floor(opened, retention_days, now))
+    finally:
+        if isinstance(store, str):
+            opened.close()
+
+
 def write_labels(*, url: str, records: Sequence[LabelRecord], duplicates: str, now: float | None = None) -> LabelWrite:
     """Store `records` (all or none) in the log at `url`, which must exist already."""
     store = _open_existing(url)

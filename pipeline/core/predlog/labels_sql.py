@@ -109,6 +109,19 @@ def labelled_sql(
     return sql, [*fresh_args, *args]
 
 
+def count_sql(*, mark: str, since: float | None, label_floor: float | None) -> tuple[str, list[Any]]:
+    """How many ids hold a label received since `since`, matched or not; labels older than
+    `label_floor` (observed or received) are out of the retention and not counted.
+    """
+    clauses, args = [], []
+    for clause, value in (("received_at", since), ("observed_at", label_floor), ("received_at", label_floor)):
+        if value is not None:
+            clauses.append(f"{clause} >= {mark}")
+            args.append(value)
+    where_sql = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+    return f"SELECT COUNT(DISTINCT association_id) FROM {LABELS_TABLE}{where_sql}", args
+
+
 def labelled_frame(rows: Iterable[Sequence[Any]]) -> pd.DataFrame:
     """The prediction columns as `read_log` returns them, then the label's; times as UTC datetimes."""
     out = frame(rows, extra=JOINED_LABEL_COLUMNS)

@@ -14,6 +14,7 @@ from pipeline.core.predlog.labels_sql import (
     INSERT_SQL,
     LABELS_DDL,
     check_columns,
+    count_sql,
     labelled_frame,
     labelled_sql,
     plan_write,
@@ -153,6 +154,19 @@ class PostgresStore:
         except psycopg2.Error as exc:
             raise _error(ERR_READ, exc) from exc
         return labelled_frame(rows)
+
+    def count_labels(self, *, since: float | None, label_floor: float | None) -> int:
+        import psycopg2
+
+        sql, args = count_sql(mark="%s", since=since, label_floor=label_floor)
+        conn = self._conn()
+        try:
+            with conn, conn.cursor() as cur:
+                check_columns(self._columns(cur, LABELS_TABLE))
+                cur.execute(sql, args)
+                return int(cur.fetchone()[0])
+        except psycopg2.Error as exc:
+            raise _error(ERR_READ, exc) from exc
 
     def recorded_retention(self) -> int | None:
         import psycopg2

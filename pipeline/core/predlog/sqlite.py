@@ -23,6 +23,7 @@ from pipeline.core.predlog.labels_sql import (
     LABEL_COLUMNS,
     LABELS_DDL,
     check_columns,
+    count_sql,
     labelled_frame,
     labelled_sql,
     plan_write,
@@ -171,6 +172,14 @@ class SqliteStore:
         try:
             check_columns(self._columns(LABELS_TABLE))
             return labelled_frame(self._conn().execute(sql, args).fetchall())
+        except sqlite3.Error as exc:
+            raise self._fail(ERR_READ, exc) from exc
+
+    def count_labels(self, *, since: float | None, label_floor: float | None) -> int:
+        sql, args = count_sql(mark="?", since=since, label_floor=label_floor)
+        try:
+            check_columns(self._columns(LABELS_TABLE))
+            return int(self._conn().execute(sql, args).fetchone()[0])
         except sqlite3.Error as exc:
             raise self._fail(ERR_READ, exc) from exc
 

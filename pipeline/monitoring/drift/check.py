@@ -12,8 +12,13 @@ import numpy as np
 import pandas as pd
 
 from pipeline.core.config import Params
-from pipeline.core.redact import redact
-from pipeline.monitoring.drift.quality import ERR_MISSING, DriftInputError, check_out_dir, check_scores
+from pipeline.monitoring.drift.quality import (
+    ERR_MISSING,
+    DriftInputError,
+    NoProductionData,
+    check_out_dir,
+    check_scores,
+)
 from pipeline.monitoring.drift.report import markdown_report, plot_features, write_github_output
 from pipeline.monitoring.drift.verdicts import (
     feature_drift,
@@ -28,21 +33,24 @@ logger = logging.getLogger(__name__)
 ERR_SOURCE = "give either --current (with --predictions if any) or --log-url, which supplies both"
 ERR_LABELS_NEED_PREDICTIONS = "--labels needs --predictions: labels are joined to predictions by id"
 ERR_NO_BASELINE = "{path}: holds none of the baseline metrics {names}"
-ERR_NO_BATCH = "{path}: no production batch ({pattern}) to check; give --current or --log-url"
+ERR_NO_BATCH = (
+    "{path}: no production batch ({pattern}) to check; give --current or --log-url, or set PREDICTION_LOG_URL"
+)
 
 
 def batch_from_log(*, log: pd.DataFrame, params: Params) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The current batch (id and features) and its predictions (id and score) from prediction-log
-    rows: the one place where the log's association id becomes the id column the checks join on.
+    """The current batch (id and every declared column: audit-only ones are logged for the group
+    checks) and its predictions (id and score) from prediction-log rows, the log's association id
+    as the id column the checks join on.
     """
     from pipeline.monitoring.sample import SampleError, answers
 
     id_column = params.base.id_column
     try:
-        table = answers(log=log, id_column=id_column, features=params.data.features)
+        table = answers(log=log, id_column=id_column, features=params.data.columns)
     except SampleError as exc:
         raise DriftInputError(str(exc)) from exc
-    current = table[[id_column, *params.data.features]]
+    current = table[[id_column, *params.data.columns]]
     predictions = table[[id_column, "score"]].rename(columns={"score": params.drift.prediction.score_column})
     return current, predictions
 
@@ -56,8 +64,22 @@ def default_batch(*, params: Params) -> Path:
     directory = params.retrain.production_dir
     found = newest_batch(directory)
     if found is None:
-        raise DriftInputError(ERR_NO_BATCH.format(path=directory, pattern=PATTERN))
+        raise NoProductionData(ERR_NO_BATCH.format(path=directory, pattern=PATTERN))
     return found
+
+
+def _local(path: Path) -> Path:
+    """The reference table, pulled from the DVC remote first when DVC tracks it and this checkout
+    lacks it (a runner after a retraining merged: the table is in the remote, not in git).
+    """
+    from pipeline.core.dvc_remote import RemoteError
+    from pipeline.monitoring.retrain.snapshot import ensure_local
+
+    try:
+        ensure_local(path)
+    except RemoteError as exc:
+        raise DriftInputError(f"{path}: {exc}") from exc
+    return path
 
 
 def _baseline_metrics(path: Path, names: Sequence[str]) -> dict[str, float]:
@@ -88,27 +110,6 @@ def _reference_scores(*, params: Params, reference: pd.DataFrame, path: Path | N
     return proba
 
 
-def read_log_batch(
-    *, params: Params, url: str, env: str | None, since: str | None, until: str | None, now: float | None = None
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The current batch and its predictions from the prediction log's window [since, until)."""
-    import time
-
-    from pipeline.core import predlog
-    from pipeline.monitoring.sample import SampleError, parse_time
-
-    moment = time.time() if now is None else now
-    try:
-        start = parse_time(value=since, now=moment) if since else None
-        end = parse_time(value=until, now=moment) if until else None
-        log = predlog.read_log(
-            url=url, env=env, start=start, end=end, retention_days=params.serve.log.retention_days, now=moment
-        )
-    except (SampleError, predlog.PredictionLogError) as exc:
-        raise DriftInputError(str(exc)) from exc
-    return batch_from_log(log=log, params=params)
-
-
 def run(
     *,
     params: Params,
@@ -124,31 +125,41 @@ def run(
     env: str | None = None,
     since: str | None = None,
     until: str | None = None,
+    now: float | None = None,
 ) -> dict[str, Any]:
     """Read the inputs, run every check that has its inputs, write drift.json and drift.md.
 
     The current batch and its predictions come either from files (current_path, predictions_path)
-    or from the prediction log (log_url, optionally narrowed to env and [since, until)).
+    or from the prediction log (log_url: env's answers in [since, until), by default the last
+    params drift.window of drift.env, with the labels that have arrived unless labels_path
+    names a file of them).
 
     Returns the summary; its verdict maps to the exit code through EXIT_CODES.
     """
+    import time
+
     from pipeline.core import io
-    from pipeline.core.schema import SchemaError, conform_codes, target_binary
+    from pipeline.core.schema import conform_codes
+    from pipeline.monitoring.drift.live import coverage, read_window, with_coverage
 
     config = params.drift
     out_dir = out_dir or config.out_dir
     check_out_dir(path=out_dir)
-    reference = io.read_table(reference_path or params.data.raw)
     predictions: pd.DataFrame | None
+    live = None
     if log_url is not None and current_path is None and predictions_path is None:
-        current, predictions = read_log_batch(params=params, url=log_url, env=env, since=since, until=until)
-        predictions_source = f"prediction log {redact(log_url)}"
+        moment = time.time() if now is None else now
+        live = read_window(
+            params=params, url=log_url, env=env, since=since, until=until, now=moment, with_labels=labels_path is None
+        )
+        current, predictions, predictions_source = live.current, live.predictions, live.source
     elif log_url is None and current_path is not None:
         current = io.read_table(current_path)
         predictions = io.read_table(predictions_path) if predictions_path is not None else None
         predictions_source = str(predictions_path)
     else:
         raise DriftInputError(ERR_SOURCE)
+    reference = io.read_table(_local(reference_path or params.data.raw))
     # Codes in one form on both sides: an int code and its text, or true and "True", are one
     # category. Numeric dtypes are judged by the checks themselves (a text column is bad input).
     reference = conform_codes(reference, params.data)
@@ -158,7 +169,6 @@ def run(
         reference=reference, current=current, numeric=numeric, categorical=categorical, config=config
     )
     score_column = config.prediction.score_column
-    id_column = params.base.id_column
     prediction = None
     if predictions is not None:
         if score_column not in predictions.columns:
@@ -174,48 +184,29 @@ def run(
                 config=config,
             )
     perf = None
+    labels_summary = None
     if labels_path is not None:
         if predictions is None:
             raise DriftInputError(ERR_LABELS_NEED_PREDICTIONS)
-        labels = io.read_table(labels_path)
-        if params.base.target in labels:
-            try:
-                binary = target_binary(labels[params.base.target], params.base)
-            except SchemaError as exc:
-                raise DriftInputError(f"{labels_path}: {exc}") from exc
-            labels = labels.assign(**{params.base.target: binary})
-        if log_url is not None:
-            # The log keeps association ids as text; ids in a labels file are often integers.
-            labels = labels.assign(**{id_column: labels[id_column].astype(str)}) if id_column in labels else labels
-        joined = join_labels(
+        joined = _joined_from_file(
+            params=params,
+            labels_path=labels_path,
             predictions=predictions,
-            labels=labels,
-            id_column=id_column,
-            target=params.base.target,
-            score_column=score_column,
+            current=current,
             predictions_source=predictions_source,
-            labels_source=str(labels_path),
+            ids_as_text=log_url is not None,
         )
-        # Sensitive features and the period come from the batch when the prediction log lacks them.
-        extra = [
-            c
-            for c in (*params.fairness.groups, config.performance.period_column)
-            if c in current.columns and c not in joined.columns
-        ]
-        if extra and id_column in current.columns:
-            joined = joined.merge(current[[id_column, *extra]].drop_duplicates(id_column), on=id_column, how="left")
-        baseline = _baseline_metrics(baseline_path or config.performance.baseline, config.performance.metrics)
-        perf = performance(
-            joined=joined,
-            target=params.base.target,
-            score_column=score_column,
-            threshold=params.evaluate.threshold,
-            baseline=baseline,
-            groups=params.fairness.groups,
-            min_group_size=params.fairness.min_group_size,
-            config=config,
-        )
+        perf = _performance(params=params, joined=joined, baseline_path=baseline_path, period_column=None)
+    elif live is not None:
+        labels_summary = coverage(live=live, params=params)
+        if not live.joined.empty:
+            perf = _performance(
+                params=params, joined=live.joined, baseline_path=baseline_path, period_column=live.period_column
+            )
+            perf = with_coverage(perf=perf, labels=labels_summary)
     summary = summarise(features=features, prediction=prediction, perf=perf, config=config)
+    if labels_summary is not None:
+        summary["labels"] = labels_summary
     plot_links = (
         plot_features(reference=reference, current=current, features=features, out_dir=out_dir, limit=config.max_plots)
         if plots
@@ -227,3 +218,65 @@ def run(
         write_github_output(summary=summary, path=github_output)
     logger.info("drift check: %s (%s)", summary["verdict"], ", ".join(summary["data_drift"]["drifted_features"]))
     return summary
+
+
+def _joined_from_file(
+    *,
+    params: Params,
+    labels_path: Path,
+    predictions: pd.DataFrame,
+    current: pd.DataFrame,
+    predictions_source: str,
+    ids_as_text: bool,
+) -> pd.DataFrame:
+    """Predictions joined with a file of late labels, with the groups and period from the batch."""
+    from pipeline.core import io
+    from pipeline.core.schema import SchemaError, target_binary
+
+    id_column, target = params.base.id_column, params.base.target
+    labels = io.read_table(labels_path)
+    if target in labels:
+        try:
+            binary = target_binary(labels[target], params.base)
+        except SchemaError as exc:
+            raise DriftInputError(f"{labels_path}: {exc}") from exc
+        labels = labels.assign(**{target: binary})
+    if ids_as_text and id_column in labels:
+        # The log keeps association ids as text; ids in a labels file are often integers.
+        labels = labels.assign(**{id_column: labels[id_column].astype(str)})
+    joined = join_labels(
+        predictions=predictions,
+        labels=labels,
+        id_column=id_column,
+        target=target,
+        score_column=params.drift.prediction.score_column,
+        predictions_source=predictions_source,
+        labels_source=str(labels_path),
+    )
+    # Sensitive features and the period come from the batch when the predictions lack them.
+    extra = [
+        c
+        for c in (*params.fairness.groups, params.drift.performance.period_column)
+        if c in current.columns and c not in joined.columns
+    ]
+    if extra and id_column in current.columns:
+        joined = joined.merge(current[[id_column, *extra]].drop_duplicates(id_column), on=id_column, how="left")
+    return joined
+
+
+def _performance(
+    *, params: Params, joined: pd.DataFrame, baseline_path: Path | None, period_column: str | None
+) -> dict[str, Any]:
+    config = params.drift
+    baseline = _baseline_metrics(baseline_path or config.performance.baseline, config.performance.metrics)
+    return performance(
+        joined=joined,
+        target=params.base.target,
+        score_column=config.prediction.score_column,
+        threshold=params.evaluate.threshold,
+        baseline=baseline,
+        groups=params.fairness.groups,
+        min_group_size=params.fairness.min_group_size,
+        config=config,
+        period_column=period_column,
+    )

@@ -38,6 +38,16 @@ class DriftInputError(ValueError):
     """An input cannot be checked: empty, missing columns, wrong types or values, unwritable report folder."""
 
 
+# No production batch anywhere (no log window with answers, no batch file): not a broken input
+# but a monitoring gap, so it gets its own exit code and the workflow raises an alert for it.
+NO_DATA = "no data"
+EXIT_NO_DATA = 3
+
+
+class NoProductionData(DriftInputError):
+    """Nothing to check: the log window holds no answer and no production batch file exists."""
+
+
 # --------------------------------------------------------------------------- refusals
 
 

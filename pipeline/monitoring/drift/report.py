@@ -47,6 +47,12 @@ def markdown_report(*, summary: Mapping[str, Any], features: Sequence[FeatureRes
         lines.append(
             f"- Performance: **{perf['verdict']}**" + (f" ({', '.join(degraded)} dropped)" if degraded else "")
         )
+    labels = summary.get("labels")
+    if labels is not None:
+        lines.append(
+            f"- Labels: {labels['labelled']} of {labels['predicted']} answers of env `{labels['env']}` labelled "
+            f"({100 * labels['coverage']:.1f}%), predictions from {labels['since']} to {labels['until']}"
+        )
     for feature, reason in data["data_quality"].items():
         lines.append(f"- Data quality failed in `{feature}`: {reason}")
     for feature, codes in data["unseen_categories"].items():
@@ -88,16 +94,27 @@ def markdown_report(*, summary: Mapping[str, Any], features: Sequence[FeatureRes
         slices = [("overall", perf["overall"])] + [(f"period {k}", v) for k, v in perf.get("periods", {}).items()]
         for name, row in slices:
             lines.append(
-                f"| {name} | {row['rows']} | {_fmt(row.get('roc_auc'))} | {_fmt(row.get('accuracy'))} | "
+                f"| {name} | {_rows(row)} | {_fmt(row.get('roc_auc'))} | {_fmt(row.get('accuracy'))} | "
                 f"{row['verdict']} |"
             )
         for feature, group_rows in perf["groups"].items():
             for label, row in group_rows.items():
                 lines.append(
-                    f"| {feature} = {label} | {row['rows']} | {_fmt(row.get('roc_auc'))} | "
+                    f"| {feature} = {label} | {_rows(row)} | {_fmt(row.get('roc_auc'))} | "
                     f"{_fmt(row.get('accuracy'))} | {row.get('verdict', 'reported')} |"
                 )
+    elif labels is not None:
+        # No label yet: proxy monitoring only; the coverage says what is still to come.
+        lines += ["", "## Labels", "", "| period | labelled | predicted |", "|---|---|---|"]
+        lines += [f"| {k} | {v['labelled']} | {v['predicted']} |" for k, v in labels["periods"].items()]
     return "\n".join(lines) + "\n"
+
+
+def _rows(row: Mapping[str, Any]) -> str:
+    """Labelled rows, and of how many answers when the prediction log gave the coverage."""
+    if "predicted" not in row:
+        return str(row["rows"])
+    return f"{row['rows']} of {row['predicted']} ({100 * row['coverage']:.1f}%)"
 
 
 def plot_features(
@@ -152,3 +169,13 @@ def write_github_output(*, summary: Mapping[str, Any], path: Path | str) -> None
     with Path(path).open("a", encoding="utf-8") as fh:
         fh.write(f"drift={'true' if summary['drift'] else 'false'}\n")
         fh.write(f"verdict={summary['verdict']}\n")
+
+
+def write_no_data_output(*, reason: str, path: Path | str) -> None:
+    """No production data: the workflow alerts on verdict=no data (the step itself exits 3)."""
+    from pipeline.core.redact import redact
+    from pipeline.monitoring.drift.quality import NO_DATA
+
+    with Path(path).open("a", encoding="utf-8") as fh:
+        fh.write(f"drift=false\nverdict={NO_DATA}\n")
+        fh.write(f"reason={' '.join(redact(reason).split())}\n")

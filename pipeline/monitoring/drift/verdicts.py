@@ -277,14 +277,18 @@ def performance(
     groups: Mapping[str, GroupSpec],
     min_group_size: int,
     config: DriftSection,
+    period_column: str | None = None,
 ) -> dict[str, Any]:
     """ROC AUC and accuracy overall, per period and per sensitive group, judged against the baseline.
 
     Overall and per-period metrics are judged (drop > max_drop is drift); groups are reported.
+    The period is params performance.period_column unless `period_column` names another one
+    (the prediction log's periods are derived from the prediction time).
     """
     from pipeline.core.groups import group_labels
 
     spec = config.performance
+    period = period_column or spec.period_column
     y = joined[target].to_numpy(dtype=np.int64)
     s = joined[score_column].to_numpy(dtype=np.float64)
 
@@ -300,8 +304,8 @@ def performance(
     everything = np.ones(len(joined), dtype=bool)
     out: dict[str, Any] = {"baseline": {m: baseline.get(m) for m in spec.metrics}, "max_drop": spec.max_drop}
     out["overall"] = judged(everything)
-    if spec.period_column in joined.columns:
-        periods = joined[spec.period_column].astype(str).to_numpy()
+    if period in joined.columns:
+        periods = joined[period].astype(str).to_numpy()
         out["periods"] = {p: judged(periods == p) for p in sorted(set(periods))}
     by_group: dict[str, dict[str, Any]] = {}
     for feature, group_spec in groups.items():

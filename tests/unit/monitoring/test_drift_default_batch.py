@@ -16,8 +16,8 @@ from typer.testing import CliRunner
 from pipeline.cli import app
 from pipeline.core import periods
 from pipeline.core.config import Params
-from pipeline.monitoring import drift
 from pipeline.monitoring.drift.check import default_batch
+from pipeline.monitoring.drift.quality import EXIT_NO_DATA, NoProductionData
 from tests.conftest import REPO_ROOT
 
 pytestmark = pytest.mark.unit
@@ -39,10 +39,11 @@ def test_newest_batch_is_the_last_features_file_by_name(tmp_path: Path) -> None:
 
 def test_default_batch_refuses_an_empty_folder_naming_it(params: Params, tmp_path: Path) -> None:
     (tmp_path / "2024-01_labels.parquet").write_bytes(b"")
-    with pytest.raises(drift.DriftInputError) as caught:
+    with pytest.raises(NoProductionData) as caught:
         default_batch(params=_with_production(params, tmp_path))
     assert str(caught.value) == (
-        f"{tmp_path}: no production batch (<period>_features.parquet) to check; give --current or --log-url"
+        f"{tmp_path}: no production batch (<period>_features.parquet) to check; give --current or --log-url, "
+        "or set PREDICTION_LOG_URL"
     )
 
 
@@ -94,15 +95,34 @@ def test_current_still_wins(params: Params, production: Path, tmp_path: Path, mo
     assert params.simulate.new_category.column not in report["data_drift"]["drifted_features"]
 
 
-def test_no_batch_is_bad_input_with_one_line(params: Params, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    empty = tmp_path / "production"
-    empty.mkdir()
+@pytest.mark.parametrize("folder", ["empty", "missing"])
+@pytest.mark.parametrize("exit_zero", [False, True], ids=["plain", "exit-zero-on-verdict"])
+def test_no_production_data_is_one_line_and_the_output(
+    params: Params, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, folder: str, exit_zero: bool
+) -> None:
+    # A team without shipped production files and without a prediction log: an alert, not a red job.
+    production = tmp_path / "production"
+    if folder == "empty":
+        production.mkdir()
     out = tmp_path / "report"
-    code, output = _invoke(_with_production(params, empty), ["--out-dir", str(out)], monkeypatch)
-    assert code == drift.EXIT_CODES[drift.NOT_ENOUGH_DATA]
-    assert "no production batch (<period>_features.parquet) to check" in output
-    assert "Traceback" not in output
+    monkeypatch.delenv("PREDICTION_LOG_URL", raising=False)
+    monkeypatch.setenv("GITHUB_OUTPUT", str(tmp_path / "github_output"))
+    monkeypatch.chdir(REPO_ROOT)
+    monkeypatch.setattr("pipeline.core.config.load_params", lambda _path: _with_production(params, production))
+    args = ["drift", "--no-plots", "--out-dir", str(out), *(["--exit-zero-on-verdict"] if exit_zero else [])]
+    result = CliRunner().invoke(app, args)
+    # Exit 3 on its own; with --exit-zero-on-verdict the workflow reads verdict=no data instead.
+    assert result.exit_code == (0 if exit_zero else EXIT_NO_DATA), result.output
+    assert EXIT_NO_DATA == 3
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1, result.output
+    assert "no production data: " in lines[0]
+    assert "no production batch (<period>_features.parquet) to check" in lines[0]
+    assert "Traceback" not in result.output
     assert not out.exists()
+    written = (tmp_path / "github_output").read_text(encoding="utf-8").splitlines()
+    assert written[:2] == ["drift=false", "verdict=no data"]
+    assert written[2].startswith("reason=")
 
 
 def _make_drift_check(*variables: str) -> str:

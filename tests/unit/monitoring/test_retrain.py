@@ -85,7 +85,7 @@ def test_too_few_labelled_rows_is_refused(project: Path, params: Params) -> None
     [
         ("no_labels", "no labelled production period"),
         ("no_join", "no label id matches"),
-        ("label_values", "must hold 0/1 labels"),
+        ("label_values", "must hold base.positive_label / base.negative_label (1 / 0), found ['7']"),
         ("label_columns", "labels need the columns"),
         ("id_clash", "repeats 3000 ids"),
         ("no_dir", "does not exist"),
