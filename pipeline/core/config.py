@@ -64,6 +64,8 @@ class TrainSection(_Frozen):
     primary_metric: Literal["roc_auc", "f1", "accuracy", "average_precision"]
     candidates: tuple[str, ...] = Field(min_length=1)
     estimators: dict[str, EstimatorSpec]
+    # Largest |p_onnx - p_sklearn| on the test split for the ONNX compilation to serve at all.
+    onnx_tolerance: float = Field(default=1e-5, gt=0, lt=1)
 
     @model_validator(mode="after")
     def _candidates_exist(self) -> TrainSection:
@@ -140,6 +142,12 @@ class PathsSection(_Frozen):
     reports: Path
     prepared: Path
     model: Path
+    # The model compiled to ONNX (empty when it did not match scikit-learn).
+    compiled: Path = Path("models/model.onnx")
+
+
+# A window of the prediction log as an age: a whole number of days, hours or minutes (7d, 36h).
+WINDOW_PATTERN = r"^[1-9][0-9]*[dhm]$"
 
 
 class DriftPredictionSpec(_Frozen):
@@ -153,6 +161,9 @@ class DriftPerformanceSpec(_Frozen):
     metrics: tuple[Literal["roc_auc", "accuracy"], ...] = Field(min_length=1)
     max_drop: float = Field(gt=0, lt=1)
     period_column: str
+    # From the prediction log: the period of a prediction is its day, ISO week or month (UTC),
+    # unless the logged inputs hold period_column.
+    period: Literal["day", "week", "month"] = "week"
 
 
 class DriftSection(_Frozen):
@@ -166,6 +177,9 @@ class DriftSection(_Frozen):
     max_null_share: float = Field(ge=0, lt=1)
     max_plots: int = Field(ge=0)
     out_dir: Path
+    # Reading the prediction log: this environment's answers over the last `window` (an age).
+    env: str = Field(default="production", min_length=1)
+    window: str = Field(default="7d", pattern=WINDOW_PATTERN)
     prediction: DriftPredictionSpec
     performance: DriftPerformanceSpec
 
@@ -245,6 +259,9 @@ class ServeSection(_Frozen):
     read_timeout_seconds: float = Field(gt=0)
     log: ServeLogSection
     humility: HumilitySection
+    # auto: score on onnxruntime when the version carries a parity-checked ONNX file; off: always
+    # scikit-learn.
+    compiled: Literal["auto", "off"] = "auto"
 
 
 class CanarySection(_Frozen):
@@ -292,6 +309,29 @@ class RetrainSection(_Frozen):
     max_periods: int = Field(ge=1)
     min_labelled_rows: int = Field(ge=1)
     out_dir: Path
+    # Retraining from the prediction log: labelled answers over the last `window` (an age).
+    window: str = Field(default="90d", pattern=WINDOW_PATTERN)
+    # Association ids become keyed hashes; the key is read from the variable salt_env names.
+    pseudonymise: bool = False
+    salt_env: str = Field(default="RETRAIN_ID_SALT", pattern=r"^[A-Z_][A-Z0-9_]*$")
+
+
+class ScoreSection(_Frozen):
+    """`pipeline score`: batch scoring of a table with a registered model or a model file."""
+
+    # Rows read, validated and scored at a time: memory stays bounded by it. Each batch is one
+    # output part, so changing it changes the part files (and the run's fingerprint).
+    batch_rows: int = Field(default=100_000, ge=1)
+    # Rows refused by the service's input rules go to rejects/; above this share of the input
+    # the command exits 1 (the output is still written, complete and marked so).
+    max_reject_share: float = Field(default=0.01, ge=0, le=1)
+    # local: batches in this process; dask: partitions on a Dask cluster (--scheduler /
+    # DASK_SCHEDULER_ADDRESS, else a local cluster sized to the machine). Same output either way.
+    engine: Literal["local", "dask"] = "local"
+    # How long to wait for a Dask scheduler before giving up with nothing written.
+    connect_seconds: float = Field(default=5.0, gt=0, le=300)
+    # Append every scored row to the prediction log (environment `batch`), as the service does.
+    log: bool = False
 
 
 class LabelsSection(_Frozen):
@@ -334,6 +374,8 @@ class Params(_Frozen):
     retrain: RetrainSection
     # Last and optional: a params.yaml written before labels existed still loads.
     labels: LabelsSection = Field(default_factory=LabelsSection)
+    # Optional too: params written before batch scoring existed still load.
+    score: ScoreSection = Field(default_factory=ScoreSection)
 
     @model_validator(mode="after")
     def _named_columns_declared(self) -> Params:

@@ -149,6 +149,9 @@ def _describe(kind: str, column: str | None, result: dict[str, Any], kwargs: dic
         return f"{where}: duplicated values{rows}"
     if kind == "expect_column_values_to_be_of_type":
         return f"{where}: wrong dtype {result.get('observed_value')!r}, expected {kwargs.get('type_')!r}"
+    if kind == "expect_column_values_to_be_in_type_list":
+        allowed = ", ".join(kwargs.get("type_list") or [])
+        return f"{where}: wrong dtype {result.get('observed_value')!r}, expected one of {allowed}"
     if kind == "expect_column_values_to_be_between":
         return f"{where}: values outside [{kwargs.get('min_value')}, {kwargs.get('max_value')}]{rows}"
     if kind == "expect_column_values_to_be_in_set":
