@@ -25,8 +25,9 @@ pytestmark = pytest.mark.e2e
 BIN = Path(sys.executable).parent
 TABLE = "data/raw/churn.csv"
 ROWS = 4000
-# Two labelled periods after the table's own, enough rows for the retraining floor init sets.
-PERIODS = ("2025-01", "2025-02")
+# Labelled periods after the table's own: enough rows for the retraining floor init sets, and the
+# three the demo replays.
+PERIODS = ("2025-01", "2025-02", "2025-03")
 
 
 def _run(repo: Path, *cmd: str, timeout: int = 900) -> subprocess.CompletedProcess[str]:

@@ -260,6 +260,9 @@ def _git_dvc_project(root: Path, *, query: str) -> Path:
     (root / "pipeline" / "stages").mkdir(parents=True)
     shutil.copy2(REPO_ROOT / "pipeline" / "stages" / "ingest.py", root / "pipeline" / "stages" / "ingest.py")
     shutil.copy2(REPO_ROOT / "dvc.yaml", root / "dvc.yaml")
+    # The stages' commands start the project's interpreter through this launcher.
+    (root / "scripts").mkdir()
+    shutil.copy2(REPO_ROOT / "scripts" / "stage", root / "scripts" / "stage")
     assert add_ingest_stage(root / "dvc.yaml")
     for cmd in (
         ["git", "init", "-q", "-b", "main"],

@@ -139,7 +139,12 @@ def test_the_drift_check_reads_batch_traffic(ws: Path, monkeypatch: pytest.Monke
     assert _score("--log", "--log-url", url)[0] == 0
     monkeypatch.chdir(REPO_ROOT)
     out = ws / "drift"
+    # The reference's scores from the scored output itself: a clean clone has no trained model to
+    # score the reference with, and the check must not depend on one.
+    reference_scores = ws / "reference_scores.parquet"
+    pd.read_parquet(ws / "out" / PREDICTIONS)[["score"]].to_parquet(reference_scores)
     args = ["drift", "--log-url", url, "--env", "batch", "--out-dir", str(out), "--no-plots", "--exit-zero-on-verdict"]
+    args += ["--reference-predictions", str(reference_scores)]
     result = CliRunner().invoke(app, [*args, "--params", str(DEMO_PARAMS)])
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "drift.json").read_text(encoding="utf-8"))
