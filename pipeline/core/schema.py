@@ -100,5 +100,5 @@ def request_features(row: Mapping[str, Any], data: DataSection) -> dict[str, Any
         if value is None or (isinstance(value, float) and math.isnan(value)):
             out[col] = None
         else:
-            out[col] = float(value) if col in data.numeric else str(value)
+            out[col] = float(value) if col in data.numeric else label_key(value)
     return out

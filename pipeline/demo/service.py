@@ -78,23 +78,23 @@ class InProcessService:
         self.loop.close()
 
     async def _send(self, rows: pd.DataFrame) -> dict[int, int]:
+        from pipeline.core.schema import request_features
+
         params = self.params
-        features = list(params.data.features)
         id_column = params.base.id_column
-        numeric = set(params.data.numeric)
         statuses: dict[int, int] = {}
         limit = asyncio.Semaphore(self.concurrency)
 
         async def one(record: Mapping[Any, Any]) -> None:
-            body = {
-                "association_id": str(record[id_column]),
-                "features": {k: (float(record[k]) if k in numeric else str(record[k])) for k in features},
-            }
+            # As a client sends it: a missing value is null (JSON has no NaN), audit-only columns
+            # ride along for the log.
+            body = {"association_id": str(record[id_column]), "features": request_features(record, params.data)}
             async with limit:
                 response = await self.client.post("/predict", json=body)
             statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
 
-        await asyncio.gather(*(one(r) for r in rows[[id_column, *features]].to_dict("records")))
+        sent = [c for c in (id_column, *params.data.columns) if c in rows.columns]
+        await asyncio.gather(*(one(r) for r in rows[sent].to_dict("records")))
         return statuses
 
     def send(self, rows: pd.DataFrame) -> dict[int, int]:
