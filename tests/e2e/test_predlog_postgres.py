@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from pipeline.cli import app
 from pipeline.core import predlog
 from tests.conftest import DEMO_PARAMS
-from tests.predlog_support import AGES, DAY, KEPT, write_ages
+from tests.predlog_support import AGES, DAY, KEPT, postgres_database, write_ages
 
 pytestmark = pytest.mark.e2e
 
@@ -23,21 +23,8 @@ NOW = 1_800_000_000.0
 @pytest.fixture
 def log_url(postgres_url: str) -> Iterator[str]:
     """An empty database of its own per test, on the session's cluster."""
-    import psycopg2
-
-    server = postgres_url.replace("postgresql+psycopg2://", "postgresql://", 1)
-    name = f"prune_{time.monotonic_ns()}"
-    admin = psycopg2.connect(server)
-    # CREATE and DROP DATABASE refuse to run inside a transaction.
-    admin.autocommit = True
-    try:
-        with admin.cursor() as cur:
-            cur.execute(f"CREATE DATABASE {name}")
-        yield server.rsplit("/", 1)[0] + f"/{name}"
-        with admin.cursor() as cur:
-            cur.execute(f"DROP DATABASE {name}")
-    finally:
-        admin.close()
+    with postgres_database(postgres_url, prefix="prune") as url:
+        yield url
 
 
 def _query(url: str, sql: str) -> list[tuple[object, ...]]:
