@@ -291,7 +291,11 @@ class GuardrailsSection(_Frozen):
     max_p99_latency_ms: float = Field(gt=0)
     max_prediction_distance: float = Field(ge=0, le=1)
     min_requests: int = Field(ge=1)
-    min_accuracy: float = Field(ge=0, le=1)
+    # Absolute floor on the challenger's labelled accuracy; null: not judged on its own.
+    min_accuracy: float | None = Field(default=None, ge=0, le=1)
+    # The challenger's labelled accuracy may be at most this far below the champion's on the same
+    # window; null: not compared.
+    max_accuracy_drop: float | None = Field(default=None, ge=0, le=1)
 
 
 class DeploySection(_Frozen):

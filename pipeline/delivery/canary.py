@@ -45,7 +45,7 @@ class ModelStats:
 class Check:
     name: str
     observed: float | None
-    limit: float
+    limit: float | None
     # None: not judged (not enough rows for it).
     passed: bool | None
     detail: str
@@ -161,15 +161,27 @@ def judge(
         )
     )
     if challenger.labelled >= min_labelled and challenger.accuracy is not None:
-        checks.append(
-            Check(
-                "accuracy (labelled)",
-                challenger.accuracy,
-                g.min_accuracy,
-                challenger.accuracy >= g.min_accuracy,
-                f"{challenger.labelled} labelled rows; champion {_fmt(champion.accuracy)}",
+        if g.min_accuracy is not None:
+            checks.append(
+                Check(
+                    "accuracy (labelled)",
+                    challenger.accuracy,
+                    g.min_accuracy,
+                    challenger.accuracy >= g.min_accuracy,
+                    f"{challenger.labelled} labelled rows; champion {_fmt(champion.accuracy)}",
+                )
             )
-        )
+        if g.max_accuracy_drop is not None and champion.accuracy is not None and champion.labelled >= min_labelled:
+            drop = round(champion.accuracy - challenger.accuracy, 6)
+            checks.append(
+                Check(
+                    "accuracy drop from champion",
+                    drop,
+                    g.max_accuracy_drop,
+                    drop <= g.max_accuracy_drop,
+                    f"champion {_fmt(champion.accuracy)} on {champion.labelled} labelled rows",
+                )
+            )
     else:
         checks.append(
             Check(

@@ -75,6 +75,7 @@ class GuardrailOverrides(_Strict):
     max_prediction_distance: float | None = Field(default=None, ge=0, le=1)
     min_requests: StrictInt | None = Field(default=None, ge=1)
     min_accuracy: float | None = Field(default=None, ge=0, le=1)
+    max_accuracy_drop: float | None = Field(default=None, ge=0, le=1)
 
 
 class Manifest(_Strict):

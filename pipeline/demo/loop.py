@@ -115,7 +115,7 @@ def _quarter_check(loop: Loop, *, quarter: str, simulated: bool, reference_score
     for _, rows in loop.sent[-2 * QUARTER :]:
         ids |= set(rows[params.base.id_column].astype(str))
     log = predlog.read_log(url=str(loop.log_path), env=ENV)
-    answered = sample.answers(log=log, id_column=params.base.id_column, features=params.data.features)
+    answered = sample.answers(log=log, id_column=params.base.id_column, features=params.data.columns)
     window = answered[answered[params.base.id_column].isin(ids)]
     # The period column lets the performance check judge each period on its own.
     period = params.drift.performance.period_column
@@ -164,6 +164,7 @@ def _drifted_month(loop: Loop, *, base: pd.DataFrame, rows: int, seed: int) -> p
         codes=spec.concept.codes,
         ranges=spec.concept.ranges,
         seed=seed,
+        labels=(loop.params.base.positive_label, loop.params.base.negative_label),
     )
 
 
@@ -249,7 +250,8 @@ def run(
     os.environ.pop("PREDICTION_LOG_URL", None)
     copy_template(source=source, dest=repo, sample_rows=sample_rows, skip=params.retrain.production_dir)
     started = time.monotonic()
-    with inside(repo):
+    # cleanup: a failed step still closes the service, so its log is flushed before the error.
+    with inside(repo), contextlib.ExitStack() as cleanup:
         params_path = Path("params.yaml")
         # Retraining needs at least two quarters of labels; the window keeps the last three quarters.
         set_retrain_scale(params_path=params_path, min_rows=2 * QUARTER * rows_per_slice, max_periods=3 * QUARTER)
@@ -264,6 +266,10 @@ def run(
         runner.reproduce()
         commit(repo=repo, message="Train the first model")
         version = registry.register(params=params, params_path=params_path)
+        # As a team does it: the manifest names what the registry holds, by commit, then apply.
+        # The committed manifest may name nothing yet (a fresh fork) or a version of another store.
+        proposal.propose_version(params=params, env=ENV, version=version, strategy="none", share=None)
+        commit(repo=repo, message=f"Deploy version {version} in {ENV}")
         deploy.apply(params=params, env=ENV)
         loop.note(start, "deploy", f"registered version {version}; deploy apply {ENV} (champion {version})")
         model = io.load_model(params.paths.model)
@@ -275,7 +281,7 @@ def run(
             reference_scores,
         )
         seed = params.base.seed
-        stack = contextlib.ExitStack()
+        stack = cleanup.enter_context(contextlib.ExitStack())
         loop.service = stack.enter_context(InProcessService(params=params, log_path=loop.log_path))
         for y, name in enumerate(names):
             for m, rows in enumerate(monthly_slices(frame=batches[name], rows_per_slice=rows_per_slice, seed=seed + y)):
@@ -364,12 +370,13 @@ def run(
         )
         decision = "hold" if outcome.verdict is None else outcome.verdict.decision
         loop.note(when, "canary", canary.summary_line(outcome))
-        if decision != "promote":
+        # A rollback is the canary doing its job (a team's guardrails, its data): the demo shows it.
+        if decision not in {"promote", "roll back"}:
             raise DemoError(ERR_STEP.format(step="canary", detail=outcome.text))
-        commit(repo=repo, message=f"Promote version {new_version} in {ENV} (canary verdict)")
+        commit(repo=repo, message=f"{decision.capitalize()} version {new_version} in {ENV} (canary verdict)")
         deploy.apply(params=params, env=ENV)
         state = registry_state.deployment_state(name=params.tracking.registered_model, env=ENV)
-        loop.note(when, "promote", f"deploy apply {ENV}: champion is now version {state.champion}")
+        loop.note(when, decision.replace(" ", "-"), f"deploy apply {ENV}: champion is version {state.champion}")
         data = lineage.collect(params=params, version=new_version)
         lineage_text = lineage.render_markdown(data)
         loop.note(when, "lineage", f"version {new_version}: commit {data['git']['commit'][:10]}")

@@ -106,8 +106,11 @@ def concept_shift(
     codes: Mapping[str, Sequence[str]],
     ranges: Mapping[str, tuple[float, float]],
     seed: int,
+    labels: tuple[object, object] = (1, 0),
 ) -> pd.DataFrame:
-    """Concept shift: flip the 0/1 label of a share of one subgroup; features stay as they are."""
+    """Concept shift: flip the label (positive, negative as params base names them) of a share of
+    one subgroup; features stay as they are.
+    """
     _require(frame, target)
     members = np.flatnonzero(subgroup_mask(frame=frame, codes=codes, ranges=ranges))
     if members.size == 0:
@@ -115,9 +118,14 @@ def concept_shift(
     rng = np.random.default_rng(seed)
     flipped = rng.choice(members, size=round(share * members.size), replace=False)
     out = frame.reset_index(drop=True).copy()
-    labels = out[target].to_numpy(copy=True)
-    labels[flipped] = 1 - labels[flipped]
-    out[target] = labels
+    from pipeline.core.config_data import label_key
+    from pipeline.core.schema import label_keys
+
+    positive, negative = labels
+    was_positive = (label_keys(out[target].iloc[flipped]) == label_key(positive)).to_numpy()
+    values = out[target].to_numpy(copy=True)
+    values[flipped] = np.where(was_positive, negative, positive)
+    out[target] = values
     return out
 
 
@@ -162,6 +170,7 @@ def simulate(
             codes=spec.concept.codes,
             ranges=spec.concept.ranges,
             seed=seed,
+            labels=(params.base.positive_label, params.base.negative_label),
         )
     if kind == "new_category":
         nc = spec.new_category

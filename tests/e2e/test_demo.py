@@ -45,7 +45,7 @@ def test_demo_ends_with_a_promoted_retrained_model(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     out = result.stdout
     assert "canary verdict: promote" in out
-    assert "champion is now version 2" in out
+    assert "champion is version 2" in out
     assert "retrain/drift" in out
     report = (tmp_path / "out" / "demo.md").read_text(encoding="utf-8")
     assert "## Lineage of version 2" in report

@@ -147,11 +147,6 @@ def test_retraining_joins_the_labelled_batches(fork: tuple[Path, str]) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="open (issue 11): on the fork the demo's service answers 503 'the registry names no champion for "
-    "this environment' right after `deploy apply production (champion 1)`",
-)
 def test_the_demo_runs_on_the_fork(fork: tuple[Path, str], tmp_path: Path) -> None:
     repo, _ = fork
     result = _run(

@@ -35,6 +35,9 @@ def test_init_then_repro_validates_trains_and_judges_the_new_table(repo: Path) -
     params = load_params(repo / "params.yaml")
     assert params.data.raw.as_posix() == TABLE
     assert params.data.audit_only == (SENSITIVE,)
+    # The demo's absolute accuracy floor is the demo's: a canary is judged against the champion.
+    assert params.deploy.guardrails.min_accuracy is None
+    assert params.deploy.guardrails.max_accuracy_drop is not None
     validation = json.loads((repo / "reports/validation/validation.json").read_text(encoding="utf-8"))
     assert validation["success"] is True
     assert validation["rows"] == 3000

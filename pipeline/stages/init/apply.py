@@ -142,6 +142,9 @@ def params_text(*, text: str, plan: Plan, params: Params, raw: str, request: Req
     text = params_edit.set_value(text=text, key="serve.humility.uncertain_band", value=band)
     text = params_edit.set_value(text=text, key="evaluate.min_recall.per_class", value=str(INIT_MIN_RECALL_CLASS))
     text = params_edit.set_value(text=text, key="evaluate.min_recall.per_group", value=str(INIT_MIN_RECALL_GROUP))
+    # An absolute accuracy floor depends on the table and the threshold: a canary is judged
+    # against the champion on the same traffic (max_accuracy_drop) until the team sets one.
+    text = params_edit.set_value(text=text, key="deploy.guardrails.min_accuracy", value="null")
     if plan.period_column is not None:
         text = params_edit.set_scalar(text=text, key="drift.performance.period_column", value=plan.period_column)
     return text

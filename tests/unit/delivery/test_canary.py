@@ -141,6 +141,26 @@ def test_accuracy_from_late_labels(params: Params, tmp_path: Path) -> None:
     assert _verdict(params, log, right).decision == "promote"
 
 
+def test_accuracy_is_judged_against_the_champion_without_a_floor(params: Params, tmp_path: Path) -> None:
+    g = params.deploy.guardrails.model_copy(update={"min_accuracy": None, "max_accuracy_drop": 0.02})
+    log = _scenario(params, tmp_path)
+    target, id_column = params.base.target, params.base.id_column
+    predicted = (log["score"] >= params.evaluate.threshold).astype(int)
+    challenger = (log["model_version"] == "2").to_numpy()
+    # Every champion answer right; a tenth of the challenger's wrong: a drop of 0.1.
+    wrong = challenger & (np.cumsum(challenger) % 10 == 0)
+    labels = pd.DataFrame({id_column: log["association_id"], target: np.where(wrong, 1 - predicted, predicted)})
+
+    def verdict(frame: pd.DataFrame) -> canary.Verdict:
+        return canary.evaluate_log(log=log, champion="1", challenger="2", guardrails=g, labels=frame, params=params)
+
+    dropped = verdict(labels)
+    assert dropped.decision == "roll back"
+    assert any(r.startswith("accuracy drop from champion") for r in dropped.reasons), dropped.reasons
+    assert not any(c.name == "accuracy (labelled)" for c in dropped.checks)
+    assert verdict(labels.assign(**{target: predicted})).decision == "promote"
+
+
 def test_score_distance_bounds() -> None:
     rng = np.random.default_rng(1)
     a = rng.random(5000)

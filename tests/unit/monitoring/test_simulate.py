@@ -76,6 +76,19 @@ def test_concept_shift_flips_only_the_subgroup(frame: pd.DataFrame) -> None:
         simulate.concept_shift(frame=frame, target="y", share=0.5, codes={"sex": ("9",)}, ranges={}, seed=4)
 
 
+def test_concept_shift_flips_text_labels_between_the_two_params_name(frame: pd.DataFrame) -> None:
+    codes, ranges = {"sex": ("2",)}, {"age": (25.0, 45.0)}
+    text = frame.assign(y=np.where(frame["y"] == 1, "yes", "no"))
+    out = simulate.concept_shift(
+        frame=text, target="y", share=1.0, codes=codes, ranges=ranges, seed=4, labels=("yes", "no")
+    )
+    inside = simulate.subgroup_mask(frame=text, codes=codes, ranges=ranges)
+    assert set(out["y"]) <= {"yes", "no"}
+    flipped = np.where(text["y"] == "yes", "no", "yes")
+    assert (out["y"].to_numpy()[inside] == flipped[inside]).all()
+    assert (out["y"].to_numpy()[~inside] == text["y"].to_numpy()[~inside]).all()
+
+
 def test_new_category_replaces_exactly_the_share(frame: pd.DataFrame) -> None:
     out = simulate.new_category(frame=frame, column="anc", code="9", share=0.25, seed=5)
     assert (out["anc"] == "9").sum() == round(0.25 * len(frame))
