@@ -124,7 +124,9 @@ def concept_shift(
     positive, negative = labels
     was_positive = (label_keys(out[target].iloc[flipped]) == label_key(positive)).to_numpy()
     values = out[target].to_numpy(copy=True)
-    values[flipped] = np.where(was_positive, negative, positive)
+    swapped = np.empty(len(flipped), dtype=object)
+    swapped[was_positive], swapped[~was_positive] = negative, positive
+    values[flipped] = swapped
     out[target] = values
     return out
 
